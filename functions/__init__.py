@@ -1,0 +1,1 @@
+"""PickSpin's Knative functions: the router (Pick) and the complexity scorer."""

@@ -1,0 +1,294 @@
+"""The router function: Flask app factory, state built once at start.
+
+Request path: parse and validate -> classify the prompt -> rank candidates on the telemetry
+snapshot (pure) -> forward to the best, failing over before the first byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CollectorRegistry
+
+from pickspin.config import Model, Profile, ServiceMatrix, load_config
+from pickspin.errors import APIError, register_error_handlers
+
+from .classifiers import Classifier, Estimate, build_classifier
+from .metrics import RouterMetrics
+from .proxy import Forwarder, Target
+from .scoring import Candidate, Scored, rank
+from .telemetry import Telemetry
+
+log = logging.getLogger("pickspin.router")
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+ROUTER_FIELDS = ("profile",)  # body fields the router consumes and does not forward
+
+
+@dataclass
+class RouterState:
+    matrix: ServiceMatrix
+    classifier: Classifier
+    telemetry: Telemetry
+    metrics: RouterMetrics
+    forwarder: Forwarder
+    candidates: list[Candidate]
+    by_model: dict[str, list[Candidate]]
+    api_keys: frozenset[str]
+
+    @classmethod
+    def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None) -> RouterState:
+        backends = [b for m in matrix.models for b in m.backends]
+        telemetry = Telemetry(backends, matrix.router)
+        metrics = RouterMetrics(CollectorRegistry(auto_describe=True))
+        pool = max(8, sum(b.max_concurrency for b in backends))
+        cands = [Candidate(m, b) for m in matrix.models for b in m.backends]
+        return cls(
+            matrix=matrix,
+            classifier=classifier or build_classifier(matrix.routing.mode, matrix),
+            telemetry=telemetry,
+            metrics=metrics,
+            forwarder=Forwarder(matrix.router, telemetry, metrics, pool_size=pool),
+            candidates=cands,
+            by_model={m.name: [c for c in cands if c.model.name == m.name] for m in matrix.models},
+            api_keys=matrix.api_keys(),
+        )
+
+
+def state() -> RouterState:
+    st: RouterState = current_app.extensions["pickspin"]
+    return st
+
+
+# -- request parsing ----------------------------------------------------------------------------
+
+def _json_body() -> dict[str, Any]:
+    raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH -> 413
+    if not raw:
+        raise APIError(400, "request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise APIError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _text_of(content: Any, param: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict):
+                raise APIError(400, f"{param}[{i}] must be an object", param=f"{param}[{i}]")
+            if part.get("type") == "text":
+                t = part.get("text")
+                if not isinstance(t, str):
+                    raise APIError(400, f"{param}[{i}].text must be a string", param=f"{param}[{i}].text")
+                parts.append(t)
+        return "\n".join(parts)
+    raise APIError(400, f"{param} must be a string or a list of content parts", param=param)
+
+
+def prompt_text(body: dict[str, Any], kind: str) -> str:
+    """The text to classify: the last user message (chat) or the prompt (completions)."""
+    if kind == "chat":
+        msgs = body.get("messages")
+        if msgs is None:
+            raise APIError(400, "'messages' is required", param="messages", code="missing_field")
+        if not isinstance(msgs, list) or not msgs:
+            raise APIError(400, "'messages' must be a non-empty array", param="messages")
+        text = ""
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict):
+                raise APIError(400, f"messages[{i}] must be an object", param=f"messages[{i}]")
+            role = m.get("role")
+            if not isinstance(role, str) or not role:
+                raise APIError(400, f"messages[{i}].role must be a non-empty string", param=f"messages[{i}].role")
+            t = _text_of(m.get("content"), f"messages[{i}].content")
+            if role == "user":
+                text = t
+        return text
+    p = body.get("prompt")
+    if p is None:
+        raise APIError(400, "'prompt' is required", param="prompt", code="missing_field")
+    if isinstance(p, str):
+        return p
+    if isinstance(p, list) and p and all(isinstance(x, str) for x in p):
+        return str(p[-1])
+    raise APIError(400, "'prompt' must be a string or a non-empty array of strings", param="prompt")
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    if "model" in body and not isinstance(body["model"], str | None):
+        raise APIError(400, "'model' must be a string", param="model")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise APIError(400, "'stream' must be a boolean", param="stream")
+    if "max_tokens" in body and body["max_tokens"] is not None and (
+        not isinstance(body["max_tokens"], int) or isinstance(body["max_tokens"], bool) or body["max_tokens"] < 1
+    ):
+        raise APIError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+
+
+# -- the decision (no I/O) ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    estimate: Estimate
+    profile_name: str
+    profile: Profile
+    table: list[Scored]
+    requested_model: str | None
+
+
+def _profile(st: RouterState, body: dict[str, Any]) -> tuple[str, Profile]:
+    name = request.headers.get("X-PickSpin-Profile") or body.get("profile") or st.matrix.routing.default_profile
+    if not isinstance(name, str) or name not in st.matrix.profiles:
+        raise APIError(400, f"unknown profile {name!r}; have {sorted(st.matrix.profiles)}", param="profile",
+                       code="unknown_profile")
+    return name, st.matrix.profiles[name]
+
+
+def decide(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
+    text = prompt_text(body, kind)
+    _check_common(body)
+    requested = body.get("model")
+    requested = None if requested in (None, "", "auto") else requested
+    if requested is not None and requested not in st.by_model:
+        raise APIError(404, f"model {requested!r} does not exist; see GET /v1/models", param="model",
+                       code="model_not_found")
+    pname, profile = _profile(st, body)
+    t0 = time.perf_counter()
+    est = st.classifier.classify(text)
+    cands = st.candidates if requested is None else st.by_model[requested]
+    table = rank(cands, st.telemetry.snapshot, est, profile, max_error_rate=st.matrix.router.max_error_rate)
+    st.metrics.decision.observe(time.perf_counter() - t0)
+    return Decision(est, pname, profile, table, requested)
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: Classifier | None = None,
+               start_prober: bool = True) -> Flask:
+    matrix = config if isinstance(config, ServiceMatrix) else load_config(config)
+    app = Flask("pickspin.router")
+    app.config["MAX_CONTENT_LENGTH"] = matrix.router.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    st = RouterState.build(matrix, classifier)
+    app.extensions["pickspin"] = st
+    register_error_handlers(app)
+    if start_prober:
+        st.telemetry.start_prober()
+
+    @app.before_request
+    def _auth() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        if st.api_keys and request.path.startswith("/v1/"):
+            auth = request.headers.get("Authorization", "")
+            token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            if token not in st.api_keys:
+                raise APIError(401, "missing or invalid API key (Authorization: Bearer <key>)",
+                               code="invalid_api_key")
+
+    @app.after_request
+    def _request_id(resp: Response) -> Response:
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        return resp
+
+    def _proxy(path: str, kind: str) -> Response:
+        body = _json_body()
+        d = decide(st, body, kind)
+        eligible = [s for s in d.table if s.eligible]
+        if not eligible:
+            why = "; ".join(f"{s.backend}: {s.reason}" for s in d.table)
+            raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
+                           headers={"Retry-After": str(st.matrix.router.retry_after_s)})
+        models = {m.name: m for m in st.matrix.models}
+        backends = {b.name: b for m in st.matrix.models for b in m.backends}
+        targets = [Target(models[s.model], backends[s.backend]) for s in eligible]
+        fwd = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
+        headers = {"X-PickSpin-Complexity": d.estimate.label, "X-PickSpin-Profile": d.profile_name,
+                   "X-PickSpin-Classifier": d.estimate.source}
+        if st.matrix.router.log_prompts:
+            log.info("request %s prompt=%r", g.request_id, prompt_text(body, kind)[:500])
+        log.info("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,
+                 eligible[0].model, eligible[0].backend)
+        return st.forwarder.forward(path, fwd, targets, stream=bool(body.get("stream")),
+                                    complexity=d.estimate.label, extra_headers=headers)
+
+    @app.post("/v1/chat/completions")
+    def chat_completions() -> Response:
+        return _proxy("/v1/chat/completions", "chat")
+
+    @app.post("/v1/completions")
+    def completions() -> Response:
+        return _proxy("/v1/completions", "completion")
+
+    @app.post("/v1/route")
+    def route() -> Response:
+        body = _json_body()
+        kind = "completion" if "prompt" in body and "messages" not in body else "chat"
+        d = decide(st, body, kind)
+        best = next((s for s in d.table if s.eligible), None)
+        w = d.profile.weights()
+        return jsonify({
+            "decision": None if best is None else {"model": best.model, "backend": best.backend,
+                                                   "score": round(best.score or 0.0, 4)},
+            "complexity": d.estimate.as_dict(),
+            "profile": {"name": d.profile_name, "weights": {"R": round(w[0], 4), "T": round(w[1], 4),
+                                                            "C": round(w[2], 4)}},
+            "requested_model": d.requested_model,
+            "candidates": [s.as_dict() for s in d.table],
+        })
+
+    @app.get("/v1/models")
+    def models() -> Response:
+        snap = st.telemetry.snapshot
+        data: list[dict[str, Any]] = [{"id": "auto", "object": "model", "owned_by": "pickspin",
+                                       "pickspin": {"description": "Pick decides per prompt"}}]
+        for m in st.matrix.models:
+            data.append({"id": m.name, "object": "model", "owned_by": "pickspin", "pickspin": _model_info(m, snap)})
+        return jsonify({"object": "list", "data": data})
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        up = sum(1 for s in st.telemetry.snapshot.values() if s.healthy)
+        return jsonify({"status": "ready", "classifier": st.classifier.name, "backends_up": up,
+                        "backends": len(st.telemetry.snapshot)})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        for name, s in st.telemetry.snapshot.items():
+            st.metrics.backend_up.labels(name).set(1 if s.healthy else 0)
+        return Response(st.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.yaml")
+    def openapi() -> Response:
+        return Response(OPENAPI_PATH.read_text(), mimetype="application/yaml")
+
+    return app
+
+
+def _model_info(m: Model, snap: Any) -> dict[str, Any]:
+    return {
+        "tier": m.tier,
+        "capability": m.capability.model_dump(),
+        "cost": {m.cost.unit: m.cost.value},
+        "simulated": all(b.simulated for b in m.backends),
+        "backends": [{"name": b.name, "kind": b.kind, "simulated": b.simulated,
+                      "healthy": bool(snap[b.name].healthy) if b.name in snap else None} for b in m.backends],
+    }

@@ -1,0 +1,35 @@
+"""Name -> classifier registry. Heavy imports (onnxruntime) happen only when a mode needs them."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from pickspin.config import ServiceMatrix
+
+from .base import Classifier, Estimate, peaked
+
+# mode -> "module:factory"; the factory takes the ServiceMatrix.
+REGISTRY: dict[str, str] = {
+    "keyword": "functions.router.classifiers.keyword:KeywordClassifier.from_config",
+}
+
+
+def register(name: str, target: str) -> None:
+    REGISTRY[name] = target
+
+
+def build_classifier(mode: str, matrix: ServiceMatrix) -> Classifier:
+    try:
+        target = REGISTRY[mode]
+    except KeyError:
+        raise ValueError(f"routing.mode: unknown classifier {mode!r} (have {sorted(REGISTRY)})") from None
+    module, _, attr = target.partition(":")
+    obj: object = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    factory: Callable[[ServiceMatrix], Classifier] = obj  # type: ignore[assignment]
+    return factory(matrix)
+
+
+__all__ = ["REGISTRY", "Classifier", "Estimate", "build_classifier", "peaked", "register"]

@@ -1,0 +1,161 @@
+"""Forwarding to the picked backend, with bounded failover before the first byte.
+
+The proxy counts in-flight requests and records telemetry; it never decides where to go (that is
+``scoring.rank``) and never retries once a byte has reached the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from flask import Response
+
+from pickspin.config import Backend, Model, RouterSettings
+from pickspin.errors import APIError
+
+from .metrics import RouterMetrics
+from .telemetry import Telemetry
+
+log = logging.getLogger("pickspin.router")
+
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+                "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization", "server", "date"}
+
+
+@dataclass(frozen=True)
+class Target:
+    model: Model
+    backend: Backend
+
+
+class _Attempt(Exception):
+    """A failure before the first byte: safe to try the next candidate."""
+
+    def __init__(self, reason: str, status: int, message: str, mark_down: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.status, self.message, self.mark_down = reason, status, message, mark_down
+
+
+class Forwarder:
+    def __init__(self, settings: RouterSettings, telemetry: Telemetry, metrics: RouterMetrics,
+                 pool_size: int = 64) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.metrics = metrics
+        self.http = urllib3.PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False)
+        self.timeout = urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.first_byte_timeout_s)
+
+    def forward(self, path: str, body: dict[str, Any], targets: Sequence[Target], *, stream: bool,
+                complexity: str, extra_headers: dict[str, str]) -> Response:
+        """Send ``body`` to the first target that answers; fail over on errors before the first byte."""
+        last: _Attempt | None = None
+        for target in targets[: self.settings.max_attempts]:
+            b = target.backend
+            payload = json.dumps({**body, "model": b.served_model_name}, separators=(",", ":")).encode()
+            t0 = time.perf_counter()
+            self.telemetry.begin(b.name)
+            inflight = self.metrics.inflight.labels(target.model.name)
+            inflight.inc()
+            try:
+                upstream, first = self._open(b, path, payload, stream)
+            except _Attempt as a:
+                inflight.dec()
+                self.telemetry.end(b.name, ok=False, mark_down=a.mark_down)
+                self.metrics.retries.labels(b.name, a.reason).inc()
+                self.metrics.requests.labels(target.model.name, b.name, str(a.status), complexity).inc()
+                log.warning("backend %s failed before first byte (%s); trying next", b.name, a.reason)
+                last = a
+                continue
+            ttft = time.perf_counter() - t0
+            self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
+            headers = self._response_headers(upstream, target, extra_headers)
+            if not stream or upstream.status >= 400:
+                data = first + upstream.read()
+                upstream.release_conn()
+                self._finish(target, t0, ttft, upstream.status, complexity, inflight)
+                return Response(data, status=upstream.status, headers=headers)
+            return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight),
+                            status=upstream.status, headers=headers, direct_passthrough=True)
+        assert last is not None  # targets is never empty here
+        status = 504 if last.reason == "timeout" else 502
+        raise APIError(status, f"all attempted backends failed; last error: {last.message}",
+                       code="upstream_timeout" if status == 504 else "upstream_error")
+
+    def _open(self, b: Backend, path: str, payload: bytes, stream: bool) -> tuple[Any, bytes]:
+        """Open the upstream request and read its first bytes; any failure here is retryable."""
+        try:
+            r = self.http.request(
+                "POST", b.url + path, body=payload, timeout=self.timeout, preload_content=False,
+                headers={"Content-Type": "application/json",
+                         "Accept": "text/event-stream" if stream else "application/json"})
+        except urllib3.exceptions.ConnectTimeoutError as e:
+            raise _Attempt("connect_timeout", 504, f"{b.name}: connect timeout ({e})", mark_down=True) from e
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
+            raise _Attempt("timeout", 504, f"{b.name}: no response within {self.settings.first_byte_timeout_s}s") \
+                from e
+        except urllib3.exceptions.HTTPError as e:
+            raise _Attempt("connect", 502, f"{b.name}: {type(e).__name__}", mark_down=True) from e
+        if r.status >= 500:
+            text = r.read(2048)
+            r.release_conn()
+            raise _Attempt("status_5xx", 502, f"{b.name}: upstream status {r.status}: {text[:200]!r}")
+        try:
+            first = r.read1(65536) if stream else r.read()
+        except urllib3.exceptions.ReadTimeoutError as e:
+            r.release_conn()
+            raise _Attempt("timeout", 504, f"{b.name}: no first byte within {self.settings.first_byte_timeout_s}s") \
+                from e
+        except urllib3.exceptions.HTTPError as e:
+            r.release_conn()
+            raise _Attempt("read", 502, f"{b.name}: {type(e).__name__} before first byte") from e
+        return r, first
+
+    def _relay(self, upstream: Any, first: bytes, target: Target, t0: float, ttft: float, complexity: str,
+               inflight: Any) -> Iterator[bytes]:
+        status = upstream.status
+        try:
+            if first:
+                yield first
+            while True:
+                chunk = upstream.read1(65536)
+                if not chunk:
+                    break
+                yield chunk
+        except urllib3.exceptions.HTTPError as e:
+            # Bytes already reached the client: no retry. Tell the client in-band and stop.
+            status = 502
+            log.warning("stream from %s broke after first byte: %s", target.backend.name, type(e).__name__)
+            err = {"error": {"message": f"upstream stream broke: {type(e).__name__}", "type": "upstream_error",
+                             "param": None, "code": "upstream_stream_error"}}
+            yield b"data: " + json.dumps(err).encode() + b"\n\n"
+        finally:
+            upstream.release_conn()
+            self._finish(target, t0, ttft, status, complexity, inflight)
+
+    def _finish(self, target: Target, t0: float, ttft: float, status: int, complexity: str, inflight: Any) -> None:
+        elapsed = time.perf_counter() - t0
+        inflight.dec()
+        ok = status < 500
+        self.telemetry.end(target.backend.name, ok=ok, latency_s=elapsed if ok else None, ttft_s=ttft)
+        m, b = target.model.name, target.backend.name
+        self.metrics.duration.labels(m, b).observe(elapsed)
+        self.metrics.requests.labels(m, b, str(status), complexity).inc()
+
+    @staticmethod
+    def _response_headers(upstream: Any, target: Target, extra: dict[str, str]) -> dict[str, str]:
+        h = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+        h.update(extra)
+        h["X-PickSpin-Model"] = target.model.name
+        h["X-PickSpin-Backend"] = target.backend.name
+        if target.backend.simulated:
+            h["X-PickSpin-Simulated"] = "true"
+        if h.get("Content-Type", h.get("content-type", "")).startswith("text/event-stream"):
+            h["Cache-Control"] = "no-cache"
+            h["X-Accel-Buffering"] = "no"
+        return h

@@ -1,0 +1,123 @@
+"""Pick: rank (model, backend) candidates by Eq. 2 of the paper, as a pure function.
+
+    f(x) = w_R * R_hat(x) + w_T * T_hat(x) + w_C * C_hat(x)
+
+* R_hat(x) = sum_k p_k * capability[x][k]: expected fitness of model x for the prompt's complexity
+  distribution p (in [0, 1] because capabilities are).
+* T_hat(x) = 1 - norm(T(x)), T(x) = EWMA latency * (1 + inflight / max_concurrency): expected latency
+  under the backend's current load.
+* C_hat(x) = 1 - norm(C(x)): price per 1K tokens, or price per GPU-second times expected latency.
+* norm(v) = (v - min) / (max - min) over the eligible candidates; 0 when they are all equal
+  (including the single-candidate case), so an unopposed candidate gets the full weight.
+* (w_R, w_T, w_C) = (alpha, lambda, mu) / (alpha + lambda + mu) from the operator profile.
+
+Only healthy backends with free capacity and an error rate under the limit are eligible. Ties are
+broken deterministically: lower cost, then lower latency, then model name, then backend name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pickspin.config import Backend, Model, Profile
+
+from .classifiers.base import Estimate
+from .telemetry import BackendStats
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: Model
+    backend: Backend
+
+
+@dataclass(frozen=True)
+class Scored:
+    model: str
+    backend: str
+    eligible: bool
+    reason: str | None
+    relevance: float
+    latency_s: float
+    cost: float
+    latency_hat: float
+    cost_hat: float
+    score: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "eligible": self.eligible,
+            "reason": self.reason,
+            "R_hat": round(self.relevance, 4),
+            "T_s": round(self.latency_s, 4),
+            "T_hat": round(self.latency_hat, 4),
+            "C": round(self.cost, 6),
+            "C_hat": round(self.cost_hat, 4),
+            "score": None if self.score is None else round(self.score, 4),
+        }
+
+
+def relevance(model: Model, probs: Mapping[str, float]) -> float:
+    return sum(float(p) * model.capability.of(k) for k, p in probs.items())
+
+
+def expected_latency(backend: Backend, stats: BackendStats) -> float:
+    return stats.latency_s * (1.0 + stats.inflight / backend.max_concurrency)
+
+
+def unit_cost(model: Model, latency_s: float) -> float:
+    c = model.cost
+    if c.per_1k_tokens is not None:
+        return c.per_1k_tokens
+    return (c.per_gpu_second or 0.0) * latency_s
+
+
+def _norm(v: float, lo: float, hi: float) -> float:
+    return 0.0 if hi - lo <= 1e-12 else (v - lo) / (hi - lo)
+
+
+def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float) -> str | None:
+    if stats is None:
+        return "no telemetry"
+    if not stats.healthy:
+        return "unhealthy"
+    if stats.inflight >= backend.max_concurrency:
+        return "at capacity"
+    if stats.error_rate > max_error_rate:
+        return f"error rate {stats.error_rate:.2f}"
+    return None
+
+
+def rank(
+    candidates: Sequence[Candidate],
+    snapshot: Mapping[str, BackendStats],
+    estimate: Estimate,
+    profile: Profile,
+    *,
+    max_error_rate: float = 0.5,
+) -> list[Scored]:
+    """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state."""
+    w_r, w_t, w_c = profile.weights()
+    rows: list[tuple[Candidate, str | None, float, float, float]] = []
+    for cand in candidates:
+        st = snapshot.get(cand.backend.name)
+        reason = ineligible_reason(cand.backend, st, max_error_rate)
+        lat = expected_latency(cand.backend, st) if st else cand.backend.expected_latency_s
+        rows.append((cand, reason, relevance(cand.model, estimate.probs), lat, unit_cost(cand.model, lat)))
+
+    ok = [r for r in rows if r[1] is None]
+    t_lo, t_hi = (min(r[3] for r in ok), max(r[3] for r in ok)) if ok else (0.0, 0.0)
+    c_lo, c_hi = (min(r[4] for r in ok), max(r[4] for r in ok)) if ok else (0.0, 0.0)
+
+    out: list[Scored] = []
+    for cand, reason, rel, lat, cost in rows:
+        t_hat = 1.0 - _norm(lat, t_lo, t_hi)
+        c_hat = 1.0 - _norm(cost, c_lo, c_hi)
+        score = w_r * rel + w_t * t_hat + w_c * c_hat if reason is None else None
+        out.append(Scored(cand.model.name, cand.backend.name, reason is None, reason, rel, lat, cost,
+                          t_hat if reason is None else 0.0, c_hat if reason is None else 0.0, score))
+    out.sort(key=lambda s: (not s.eligible, -round(s.score or 0.0, 9), s.cost, s.latency_s, s.model, s.backend))
+    return out

@@ -1,0 +1,134 @@
+"""Live telemetry per backend, published as immutable snapshots.
+
+Writers (the proxy after each request, the background prober) update per-backend state under a
+lock and publish a new snapshot dict; the decision path only reads ``Telemetry.snapshot``, a plain
+attribute read, so routing does no I/O and takes no lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+import urllib3
+
+from pickspin.config import Backend, RouterSettings
+
+log = logging.getLogger("pickspin.telemetry")
+
+
+@dataclass(frozen=True)
+class BackendStats:
+    """What the router knows of one backend at one moment."""
+
+    healthy: bool
+    inflight: int
+    latency_s: float  # EWMA of end-to-end latency (prior until observed)
+    ttft_s: float | None  # EWMA of time to first byte
+    error_rate: float  # share of failures among the last N outcomes
+    observations: int
+    checked_at: float  # monotonic time of the last health signal
+
+
+@dataclass
+class _State:
+    stats: BackendStats
+    outcomes: deque[bool]
+
+
+class Telemetry:
+    def __init__(self, backends: Iterable[Backend], settings: RouterSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._backends = {b.name: b for b in backends}
+        now = time.monotonic()
+        self._state = {
+            name: _State(
+                BackendStats(True, 0, b.expected_latency_s, None, 0.0, 0, now),
+                deque(maxlen=settings.error_window),
+            )
+            for name, b in self._backends.items()
+        }
+        self.snapshot: Mapping[str, BackendStats] = {n: s.stats for n, s in self._state.items()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- writers ---------------------------------------------------------------------------
+    def _publish(self, name: str, stats: BackendStats) -> None:
+        # caller holds the lock
+        self._state[name].stats = stats
+        self.snapshot = {**self.snapshot, name: stats}
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            s = self._state[name].stats
+            self._publish(name, replace(s, inflight=s.inflight + 1))
+
+    def end(self, name: str, *, ok: bool, latency_s: float | None = None, ttft_s: float | None = None,
+            mark_down: bool = False) -> None:
+        """Record one finished request; ``mark_down`` on a connect failure (passive health)."""
+        a = self.settings.ewma_alpha
+        with self._lock:
+            st = self._state[name]
+            s = st.stats
+            st.outcomes.append(ok)
+            err = 1.0 - (sum(st.outcomes) / len(st.outcomes))
+            lat, tt, n = s.latency_s, s.ttft_s, s.observations
+            if ok and latency_s is not None:
+                lat = latency_s if n == 0 else (1 - a) * lat + a * latency_s
+                n += 1
+            if ok and ttft_s is not None:
+                tt = ttft_s if tt is None else (1 - a) * tt + a * ttft_s
+            healthy = s.healthy and not mark_down
+            checked = time.monotonic() if mark_down else s.checked_at
+            self._publish(name, replace(s, inflight=max(0, s.inflight - 1), latency_s=lat, ttft_s=tt,
+                                        error_rate=err, observations=n, healthy=healthy, checked_at=checked))
+
+    def set_health(self, name: str, healthy: bool) -> None:
+        with self._lock:
+            s = self._state[name].stats
+            if not healthy or not s.healthy:
+                # A backend coming back starts with a clean error window.
+                if healthy:
+                    self._state[name].outcomes.clear()
+                self._publish(name, replace(s, healthy=healthy, checked_at=time.monotonic(),
+                                            error_rate=0.0 if healthy else s.error_rate))
+
+    # -- the prober ------------------------------------------------------------------------
+    def probe_once(self, http: urllib3.PoolManager) -> None:
+        t = urllib3.Timeout(connect=self.settings.probe_timeout_s, read=self.settings.probe_timeout_s)
+        for name, b in self._backends.items():
+            try:
+                r = http.request("GET", b.url + b.probe_path(), timeout=t, retries=False, preload_content=True)
+                ok = r.status == 200
+            except urllib3.exceptions.HTTPError:
+                ok = False
+            if ok != self.snapshot[name].healthy:
+                log.info("backend %s is now %s", name, "up" if ok else "down")
+            self.set_health(name, ok)
+
+    def start_prober(self) -> None:
+        if self._thread is not None:
+            return
+        http = urllib3.PoolManager(maxsize=2)
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.probe_once(http)
+                except Exception:  # never let the prober die
+                    log.exception("probe round failed")
+                self._stop.wait(self.settings.probe_interval_s)
+
+        self._thread = threading.Thread(target=loop, name="pickspin-prober", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

