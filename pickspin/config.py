@@ -237,7 +237,7 @@ class TierDefaults(_Strict):
 
 class ServiceMatrix(_Strict):
     models: list[Model] = Field(min_length=1)
-    profiles: dict[str, Profile] = Field(default_factory=dict)
+    profiles: dict[str, Profile] = Field(default_factory=dict, validate_default=True)
     routing: Routing = Routing()
     router: RouterSettings = RouterSettings()
     tiers: dict[Tier, TierDefaults] = Field(
@@ -310,7 +310,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = _loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc or '<root>'}: {msg}")
+        lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

