@@ -1,0 +1,180 @@
+"""The trigger's ``metadata`` (KEDA's ``scalerMetadata``) as a typed model.
+
+KEDA passes every key of the trigger's ``metadata`` block as a string, including its own
+(``scalerAddress``, TLS options); keys this scaler does not know are ignored. Known keys are
+validated and a bad one is reported by name (the server maps that to ``INVALID_ARGUMENT``).
+
+Example ScaledObject trigger::
+
+    triggers:
+      - type: external-push
+        metadata:
+          scalerAddress: pickspin-scaler.pickspin:6000
+          model: llama-3.1-70b
+          tier: large
+          concurrency: "8"
+          idleSeconds: "300"
+          prometheusAddress: http://prometheus-server.monitoring:9090
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from string import Template
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Tier = Literal["small", "medium", "large"]
+Flavor = Literal["router", "vllm"]
+
+#: Warm-pool floors per tier when the trigger gives no ``warmPool`` (same defaults as the service matrix).
+DEFAULT_TIER_WARM_POOL: dict[str, int] = {"small": 1, "medium": 0, "large": 0}
+
+#: Placeholders a PromQL override may use: ``${model}`` (label value, escaped), ``${window}`` and ``${idle}``
+#: (range durations such as ``300s``).
+PLACEHOLDERS = ("model", "window", "idle")
+
+# PromQL defaults per flavour: request rate, mean latency, demand now (in flight + queued), and
+# requests over the idle horizon tau (used-within-tau).
+ROUTER_QUERIES: dict[str, str] = {
+    "rate": 'sum(rate(pickspin_requests_total{model="${model}"}[${window}]))',
+    "latency": ('sum(rate(pickspin_request_duration_seconds_sum{model="${model}"}[${window}]))'
+                ' / sum(rate(pickspin_request_duration_seconds_count{model="${model}"}[${window}]))'),
+    "demand": 'sum(pickspin_inflight_requests{model="${model}"})',
+    "recent": 'sum(increase(pickspin_requests_total{model="${model}"}[${idle}]))',
+    "total": 'sum(pickspin_requests_total{model="${model}"})',
+}
+VLLM_QUERIES: dict[str, str] = {
+    "rate": 'sum(rate(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${window}]))',
+    "latency": ('sum(rate(vllm:e2e_request_latency_seconds_sum{model_name="${model}"}[${window}]))'
+                ' / sum(rate(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${window}]))'),
+    "demand": ('sum(vllm:num_requests_running{model_name="${model}"})'
+               ' + sum(vllm:num_requests_waiting{model_name="${model}"})'),
+    "recent": 'sum(increase(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${idle}]))',
+    "total": 'sum(vllm:e2e_request_latency_seconds_count{model_name="${model}"})',
+}
+QUERY_KEYS = ("rate", "latency", "demand", "recent", "total")
+
+_METRIC_NAME_BAD = re.compile(r"[^a-z0-9-]+")
+
+
+class MetadataError(ValueError):
+    """Invalid trigger metadata; ``key`` is the metadata key at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"scalerMetadata.{key}: {message}")
+        self.key = key
+
+
+def _duration(seconds: float) -> str:
+    """A PromQL range duration; whole seconds, at least 1s."""
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+class ScalerMetadata(BaseModel):
+    """Parsed trigger metadata. Field aliases are the camelCase keys of the ScaledObject."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    model: str = Field(min_length=1, max_length=253)
+    tier: Tier | None = None
+    concurrency: int = Field(default=4, ge=1, le=100_000)  # c: requests one replica serves at once
+    warm_pool: int | None = Field(default=None, alias="warmPool", ge=0, le=10_000)
+    idle_seconds: float = Field(default=300.0, alias="idleSeconds", ge=0, le=86_400 * 7)  # tau
+    window_seconds: float = Field(default=300.0, alias="windowSeconds", ge=1, le=86_400)
+    prometheus_address: str | None = Field(default=None, alias="prometheusAddress")
+    query_flavor: Flavor = Field(default="router", alias="queryFlavor")
+    # Label value used in the default vLLM queries (vLLM labels by served model name); default: model.
+    served_model_name: str | None = Field(default=None, alias="servedModelName", min_length=1)
+    rate_query: str | None = Field(default=None, alias="rateQuery", min_length=1)
+    latency_query: str | None = Field(default=None, alias="latencyQuery", min_length=1)
+    demand_query: str | None = Field(default=None, alias="demandQuery", min_length=1)
+    recent_query: str | None = Field(default=None, alias="recentQuery", min_length=1)
+    total_query: str | None = Field(default=None, alias="totalQuery", min_length=1)
+
+    @field_validator("model", "served_model_name")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is not None and any(ch in v for ch in '"\\\n\r{}'):
+            raise ValueError("must not contain quotes, backslashes, braces or newlines")
+        return v
+
+    @field_validator("idle_seconds", "window_seconds")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number of seconds")
+        return v
+
+    @field_validator("prometheus_address")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("rate_query", "latency_query", "demand_query", "recent_query", "total_query")
+    @classmethod
+    def _known_placeholders(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            Template(v).substitute({k: "x" for k in PLACEHOLDERS})
+        except KeyError as e:
+            raise ValueError(f"unknown placeholder {e}; allowed: ${{model}}, ${{window}}, ${{idle}}") from None
+        except ValueError:
+            raise ValueError("bad placeholder; write $$ for a literal $") from None
+        return v
+
+    @model_validator(mode="after")
+    def _vllm_name(self) -> ScalerMetadata:
+        if self.served_model_name is not None and self.query_flavor != "vllm":
+            raise ValueError("servedModelName: only meaningful with queryFlavor: vllm")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------
+    def floor(self) -> int:
+        """Warm-pool floor: ``warmPool`` if given, else the tier's default, else 0."""
+        if self.warm_pool is not None:
+            return self.warm_pool
+        return DEFAULT_TIER_WARM_POOL.get(self.tier or "", 0)
+
+    def metric_name(self) -> str:
+        """The HPA metric name (KEDA prefixes it with ``sN-``)."""
+        slug = _METRIC_NAME_BAD.sub("-", self.model.lower()).strip("-") or "model"
+        return f"pickspin-{slug}-concurrency"[:200]
+
+    def queries(self) -> dict[str, str]:
+        """The PromQL for each of rate, latency, demand, recent, total, placeholders filled in."""
+        base = VLLM_QUERIES if self.query_flavor == "vllm" else ROUTER_QUERIES
+        overrides = {"rate": self.rate_query, "latency": self.latency_query, "demand": self.demand_query,
+                     "recent": self.recent_query, "total": self.total_query}
+        label = (self.served_model_name or self.model) if self.query_flavor == "vllm" else self.model
+        values = {"model": label, "window": _duration(self.window_seconds), "idle": _duration(self.idle_seconds)}
+        return {k: Template(overrides[k] or base[k]).substitute(values) for k in QUERY_KEYS}
+
+
+_ALIASES = {name: (f.alias or name) for name, f in ScalerMetadata.model_fields.items()}
+
+
+def parse_metadata(raw: Mapping[str, str]) -> ScalerMetadata:
+    """Validate KEDA's ``scalerMetadata``; raise :class:`MetadataError` naming the first bad key."""
+    data = {k: v for k, v in raw.items() if not (isinstance(v, str) and v.strip() == "" and k != "model")}
+    try:
+        return ScalerMetadata.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        key = _ALIASES.get(loc[0], loc[0]) if loc else "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        if not loc and ":" in msg:  # model-level validator: "key: message"
+            key, _, msg = msg.partition(":")
+            msg = msg.strip()
+        raise MetadataError(key, msg) from None

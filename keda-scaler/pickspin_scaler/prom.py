@@ -1,0 +1,356 @@
+"""Prometheus side of the scaler: an HTTP API client, a background poller and its cache.
+
+The poller queries Prometheus every ``interval`` seconds for every model it has been asked about
+(a *subscription*: the model's resolved PromQL plus the Prometheus address) and keeps the last
+good :class:`Sample` per subscription. RPCs read the cache only; they never wait on Prometheus,
+except once for a subscription never polled before (bounded, see ``server``).
+
+NaN and empty results count as 0. When Prometheus is unreachable the last good sample stays in the
+cache; its age is reported and callers stop using it after ``max_staleness`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import urllib3
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .metadata import QUERY_KEYS, ScalerMetadata
+from .policy import Observation, Params, decide
+
+log = logging.getLogger("pickspin.scaler.prom")
+
+SubKey = tuple[str, tuple[tuple[str, str], ...]]  # (prometheus address, ((query name, promql), ...))
+
+
+class PromError(RuntimeError):
+    """Prometheus could not be queried (unreachable, timeout, HTTP or API error)."""
+
+
+class PromClient:
+    """Minimal Prometheus HTTP API client: instant queries reduced to one number."""
+
+    def __init__(self, timeout_s: float = 2.0, http: urllib3.PoolManager | None = None) -> None:
+        self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+        self.http = http or urllib3.PoolManager(num_pools=8, maxsize=8, retries=False)
+
+    def query(self, address: str, promql: str) -> float | None:
+        """Evaluate ``promql`` now; the sum over the returned series, None if there are none.
+
+        NaN stays NaN (the policy treats it as 0). Raises :class:`PromError` on any failure.
+        """
+        url = f"{address}/api/v1/query?{urlencode({'query': promql})}"
+        try:
+            r = self.http.request("GET", url, timeout=self.timeout)
+        except urllib3.exceptions.HTTPError as e:
+            raise PromError(f"{address}: {type(e).__name__}: {e}") from e
+        if r.status != 200:
+            raise PromError(f"{address}: HTTP {r.status}: {r.data[:200]!r}")
+        try:
+            doc = json.loads(r.data)
+        except ValueError as e:
+            raise PromError(f"{address}: response is not JSON") from e
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            raise PromError(f"{address}: query failed: {str(doc.get('error') if isinstance(doc, dict) else doc)[:200]}")
+        return _reduce(doc.get("data") or {})
+
+
+def _num(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _reduce(data: dict[str, object]) -> float | None:
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return _num(result[1])
+    if kind == "vector" and isinstance(result, list):
+        vals = [_num(s.get("value", [None, None])[1]) for s in result if isinstance(s, dict)]
+        return sum(vals) if vals else None
+    if kind == "matrix":
+        raise PromError("range vector result: the query must return an instant vector or a scalar")
+    return None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One successful poll of one subscription."""
+
+    rate: float
+    latency: float
+    demand: float
+    recent: float
+    total: float
+    polled_at: float  # poller clock
+    last_used: float | None  # poller clock; when a request or demand was last seen
+
+    def observation(self) -> Observation:
+        return Observation(rate=self.rate, latency=self.latency, demand=self.demand, recent=self.recent,
+                           last_used=self.last_used)
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """What an RPC sees: the last good sample (if any), its age, and whether it may be used."""
+
+    sample: Sample | None
+    age: float  # seconds since the sample was polled (inf if none)
+    fresh: bool  # sample present and age <= max_staleness
+    attempted: bool  # at least one poll attempt finished (success or failure)
+    error: str | None  # last poll error, if the last attempt failed
+
+
+@dataclass
+class _Entry:
+    key: SubKey
+    md: ScalerMetadata  # the latest metadata seen for this subscription (for the scaler's own gauges)
+    pinned: bool
+    last_requested: float
+    sample: Sample | None = None
+    last_total: float | None = None
+    last_used: float | None = None
+    attempted: bool = False
+    error: str | None = None
+    errors: int = 0
+
+
+class ScalerMetrics:
+    """The scaler's own Prometheus metrics, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.polls = Counter("pickspin_scaler_polls_total", "Poll cycles of Prometheus, by result.", ["result"],
+                             registry=r)
+        self.poll_errors = Counter("pickspin_scaler_poll_errors_total",
+                                   "Failed polls of Prometheus, per model.", ["model"], registry=r)
+        self.poll_seconds = Histogram("pickspin_scaler_poll_seconds", "Duration of one poll cycle.",
+                                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                      registry=r)
+        self.target = Gauge("pickspin_scaler_target_replicas",
+                            "Replicas the policy asks for (max(target, floor), 0 when inactive).", ["model"],
+                            registry=r)
+        self.metric = Gauge("pickspin_scaler_metric_value", "Value reported to the HPA (concurrency units).",
+                            ["model"], registry=r)
+        self.active = Gauge("pickspin_scaler_active", "1 if IsActive is true for the model.", ["model"],
+                            registry=r)
+        self.load = Gauge("pickspin_scaler_load", "r * lat (Little's law) per model.", ["model"], registry=r)
+        self.rpcs = Counter("pickspin_scaler_rpcs_total", "RPCs answered, by method and status code.",
+                            ["method", "code"], registry=r)
+        self.subscriptions = Gauge("pickspin_scaler_subscriptions", "Models being polled.", registry=r)
+
+
+class _StalenessCollector(Collector):
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("pickspin_scaler_staleness_seconds",
+                              "Age of the last good Prometheus sample per model (+Inf if none).", labels=["model"])
+        for model, age in self.poller.staleness().items():
+            g.add_metric([model], age)
+        yield g
+
+
+@dataclass
+class PollerConfig:
+    default_address: str = "http://127.0.0.1:9090"
+    interval_s: float = 2.0
+    max_staleness_s: float = 60.0
+    query_timeout_s: float = 2.0
+    expire_after_s: float = 900.0  # forget subscriptions not asked about for this long (unless pinned)
+    max_subscriptions: int = 1000
+    workers: int = 4
+
+
+class Poller:
+    """Background thread: poll Prometheus for every subscription, cache the results."""
+
+    def __init__(self, config: PollerConfig | None = None, *, metrics: ScalerMetrics | None = None,
+                 client: PromClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or PollerConfig()
+        self.metrics = metrics or ScalerMetrics()
+        self.client = client or PromClient(self.config.query_timeout_s)
+        self.clock = clock
+        self._entries: dict[SubKey, _Entry] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._pool = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="scaler-poll")
+        self.metrics.registry.register(_StalenessCollector(self))
+
+    # -- subscriptions ---------------------------------------------------------------------
+    def key_for(self, md: ScalerMetadata) -> SubKey:
+        address = md.prometheus_address or self.config.default_address
+        return address, tuple(md.queries().items())
+
+    def subscribe(self, md: ScalerMetadata, *, pinned: bool = False) -> SubKey:
+        """Make sure ``md``'s model is polled; returns the cache key. Cheap when already subscribed."""
+        key = self.key_for(md)
+        now = self.clock()
+        e = self._entries.get(key)
+        if e is not None:
+            e.last_requested = now
+            if e.md is not md:
+                e.md = md
+            return key
+        with self._lock:
+            if key not in self._entries:
+                if len(self._entries) >= self.config.max_subscriptions:
+                    self._expire(now, force=True)
+                self._entries[key] = _Entry(key=key, md=md, pinned=pinned, last_requested=now)
+                self.metrics.subscriptions.set(len(self._entries))
+        self._wake.set()
+        return key
+
+    def view(self, key: SubKey) -> CacheView:
+        e = self._entries.get(key)
+        if e is None:
+            return CacheView(None, math.inf, False, False, "not subscribed")
+        s = e.sample
+        age = math.inf if s is None else max(0.0, self.clock() - s.polled_at)
+        return CacheView(s, age, s is not None and age <= self.config.max_staleness_s, e.attempted, e.error)
+
+    def staleness(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        now = self.clock()
+        for e in list(self._entries.values()):
+            age = math.inf if e.sample is None else max(0.0, now - e.sample.polled_at)
+            out[e.md.model] = min(out.get(e.md.model, math.inf), age)
+        return out
+
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        """``fn()`` runs on the poller thread after every poll cycle (keep it short and thread-safe)."""
+        self._listeners.append(fn)
+
+    # -- polling ---------------------------------------------------------------------------
+    def poll_once(self) -> None:
+        """Poll every subscription once (concurrently, bounded by ``workers``)."""
+        t0 = time.perf_counter()
+        self._expire(self.clock())
+        entries = list(self._entries.values())
+        ok = all(self._pool.map(self._poll_entry, entries)) if entries else True
+        self.metrics.polls.labels("ok" if ok else "error").inc()
+        self.metrics.poll_seconds.observe(time.perf_counter() - t0)
+        for fn in list(self._listeners):
+            try:
+                fn()
+            except Exception:  # a listener must not kill the poller
+                log.exception("poll listener failed")
+
+    def _poll_entry(self, e: _Entry) -> bool:
+        address = e.key[0]
+        values: dict[str, float | None] = {}
+        try:
+            for name, promql in e.key[1]:
+                values[name] = self.client.query(address, promql)
+        except PromError as err:
+            e.errors += 1
+            e.error = str(err)
+            e.attempted = True
+            self.metrics.poll_errors.labels(e.md.model).inc()
+            log.warning("poll of %s failed: %s", e.md.model, err)
+            return False
+        now = self.clock()
+        total = values.get("total")
+        demand = values.get("demand")
+        rate = values.get("rate")
+        # Last used: demand now, or the request counter moved since the previous poll. This also sees the
+        # first request of a brand-new series, which increase() over tau cannot (it needs two samples). On the
+        # first poll, a counter with no increase() result yet is a series younger than tau: count it as used.
+        if total is None or not math.isfinite(total):
+            moved = False
+        elif e.last_total is None:
+            moved = total > 0 and values.get("recent") is None
+        else:
+            moved = total != e.last_total
+        if _pos(demand) or moved:
+            e.last_used = now
+        if total is not None and math.isfinite(total):
+            e.last_total = total
+        sample = Sample(rate=_f(rate), latency=_f(values.get("latency")), demand=_f(demand),
+                        recent=_f(values.get("recent")), total=_f(total), polled_at=now, last_used=e.last_used)
+        e.sample = sample
+        e.error = None
+        e.attempted = True
+        self._update_gauges(e.md, sample, now)
+        return True
+
+    def _update_gauges(self, md: ScalerMetadata, s: Sample, now: float) -> None:
+        d = decide(s.observation(), params_of(md), now)
+        m = md.model
+        self.metrics.target.labels(m).set(d.desired)
+        self.metrics.metric.labels(m).set(d.metric_value)
+        self.metrics.active.labels(m).set(1 if d.active else 0)
+        self.metrics.load.labels(m).set(d.load)
+
+    def _expire(self, now: float, force: bool = False) -> None:
+        with self._lock:
+            drop = [k for k, e in self._entries.items()
+                    if not e.pinned and now - e.last_requested > self.config.expire_after_s]
+            if force and not drop:
+                unpinned = sorted((e.last_requested, k) for k, e in self._entries.items() if not e.pinned)
+                drop = [k for _, k in unpinned[:1]]
+            for k in drop:
+                del self._entries[k]
+            self.metrics.subscriptions.set(len(self._entries))
+
+    # -- thread ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="scaler-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("poll cycle failed")
+            self._wake.wait(self.config.interval_s)
+            self._wake.clear()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def entries(self) -> Iterable[ScalerMetadata]:
+        return [e.md for e in list(self._entries.values())]
+
+
+def params_of(md: ScalerMetadata) -> Params:
+    return Params(concurrency=md.concurrency, floor=md.floor(), idle_seconds=md.idle_seconds)
+
+
+def _pos(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def _f(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+__all__ = ["QUERY_KEYS", "CacheView", "Poller", "PollerConfig", "PromClient", "PromError", "Sample",
+           "ScalerMetrics", "params_of"]

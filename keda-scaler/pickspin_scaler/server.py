@@ -1,0 +1,267 @@
+"""The gRPC external scaler (``externalscaler.ExternalScaler``), thin over the poller's cache.
+
+* ``GetMetricSpec``: one metric, target ``c`` per replica (int and float fields).
+* ``GetMetrics``: max(r * lat, floor * c, demand now) from the cache (int and float fields).
+* ``IsActive``: demand now, or used within tau, or floor > 0.
+* ``StreamIsActive`` (``external-push``): the current state when the stream opens, then every change.
+
+Bad metadata -> ``INVALID_ARGUMENT`` naming the key. No usable Prometheus data (never polled
+successfully, or older than ``max_staleness``) -> ``UNAVAILABLE`` so KEDA's ``fallback`` applies; the
+one exception is IsActive for a model with a warm floor, which is known to be true without data.
+Also serves ``grpc.health.v1.Health`` and the scaler's own metrics over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from . import SERVICE_NAME
+from ._generated import externalscaler_pb2 as pb
+from ._generated import externalscaler_pb2_grpc as pb_grpc
+from .metadata import MetadataError, ScalerMetadata, parse_metadata
+from .policy import decide, is_active
+from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
+
+log = logging.getLogger("pickspin.scaler")
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
+    """KEDA's ExternalScaler over a :class:`Poller` cache. RPCs never call Prometheus."""
+
+    def __init__(self, poller: Poller, metrics: ScalerMetrics, *, first_poll_wait_s: float = 3.0,
+                 stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None) -> None:
+        self.poller = poller
+        self.metrics = metrics
+        self.first_poll_wait_s = first_poll_wait_s
+        self.stream_tick_s = stream_tick_s
+        self.clock = clock or poller.clock
+        self._md_cache: OrderedDict[frozenset[tuple[str, str]], ScalerMetadata] = OrderedDict()
+        self._streams: set[asyncio.Event] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        poller.add_listener(self._on_poll)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _metadata(self, raw: Mapping[str, str]) -> ScalerMetadata:
+        k = frozenset(raw.items())
+        md = self._md_cache.get(k)
+        if md is None:
+            try:
+                md = parse_metadata(raw)
+            except MetadataError as e:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            self._md_cache[k] = md
+            if len(self._md_cache) > 4096:
+                self._md_cache.popitem(last=False)
+        return md
+
+    async def _view(self, md: ScalerMetadata) -> tuple[SubKey, CacheView]:
+        key = self.poller.subscribe(md)
+        v = self.poller.view(key)
+        if not v.attempted:  # first request for this model: wait (bounded) for the first poll
+            deadline = time.monotonic() + self.first_poll_wait_s
+            while not v.attempted and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                v = self.poller.view(key)
+        return key, v
+
+    @staticmethod
+    def _unavailable(md: ScalerMetadata, v: CacheView, max_staleness: float) -> _Abort:
+        if v.sample is None:
+            why = f"no Prometheus data yet for model {md.model!r}"
+        else:
+            why = f"Prometheus data for model {md.model!r} is {v.age:.0f}s old (max {max_staleness:.0f}s)"
+        if v.error:
+            why += f"; last error: {v.error}"
+        return _Abort(grpc.StatusCode.UNAVAILABLE, why)
+
+    def _active_now(self, md: ScalerMetadata, v: CacheView) -> bool | None:
+        """True/False, or None if it cannot be known (no fresh data and no warm floor)."""
+        p = params_of(md)
+        if p.floor > 0:
+            return True
+        if not v.fresh or v.sample is None:
+            return None
+        return is_active(v.sample.observation(), p, self.clock())
+
+    async def _run(self, method: str, context: grpc.aio.ServicerContext, coro: Any) -> Any:
+        try:
+            out = await coro
+        except _Abort as a:
+            self.metrics.rpcs.labels(method, a.code.name).inc()
+            await context.abort(a.code, a.message)
+        self.metrics.rpcs.labels(method, "OK").inc()
+        return out
+
+    # -- RPCs ------------------------------------------------------------------------------
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+                            ) -> pb.GetMetricSpecResponse:
+        async def body() -> pb.GetMetricSpecResponse:
+            md = self._metadata(request.scalerMetadata)
+            self.poller.subscribe(md)  # start polling early; the spec itself needs no data
+            spec = pb.MetricSpec(metricName=md.metric_name(), targetSize=md.concurrency,
+                                 targetSizeFloat=float(md.concurrency))
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
+        return await self._run("GetMetricSpec", context, body())
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
+                         ) -> pb.GetMetricsResponse:
+        async def body() -> pb.GetMetricsResponse:
+            md = self._metadata(request.scaledObjectRef.scalerMetadata)
+            _, v = await self._view(md)
+            if not v.fresh or v.sample is None:
+                raise self._unavailable(md, v, self.poller.config.max_staleness_s)
+            d = decide(v.sample.observation(), params_of(md), self.clock())
+            value = d.metric_value
+            mv = pb.MetricValue(metricName=request.metricName or md.metric_name(),
+                                metricValue=math.ceil(value - 1e-9) if value > 0 else 0, metricValueFloat=value)
+            return pb.GetMetricsResponse(metricValues=[mv])
+        return await self._run("GetMetrics", context, body())
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+                       ) -> pb.IsActiveResponse:
+        async def body() -> pb.IsActiveResponse:
+            md = self._metadata(request.scalerMetadata)
+            _, v = await self._view(md)
+            active = self._active_now(md, v)
+            if active is None:
+                raise self._unavailable(md, v, self.poller.config.max_staleness_s)
+            return pb.IsActiveResponse(result=active)
+        return await self._run("IsActive", context, body())
+
+    async def StreamIsActive(self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[pb.IsActiveResponse]:
+        try:
+            md = self._metadata(request.scalerMetadata)
+        except _Abort as a:
+            self.metrics.rpcs.labels("StreamIsActive", a.code.name).inc()
+            await context.abort(a.code, a.message)
+        self._loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        self._streams.add(changed)
+        self.metrics.rpcs.labels("StreamIsActive", "OPENED").inc()
+        last: bool | None = None
+        try:
+            key, v = await self._view(md)
+            while True:
+                state = self._active_now(md, v)
+                # Unknown (no fresh data): send nothing; the last state stands and the pull RPCs report
+                # UNAVAILABLE, so KEDA's fallback governs replicas meanwhile.
+                if state is not None and state != last:
+                    last = state
+                    yield pb.IsActiveResponse(result=state)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.stream_tick_s)
+                changed.clear()
+                self.poller.subscribe(md)
+                v = self.poller.view(key)
+        finally:
+            self._streams.discard(changed)
+
+    def _on_poll(self) -> None:
+        """Poller thread: wake every open stream so it re-evaluates its state."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._wake_streams)
+
+    def _wake_streams(self) -> None:
+        for ev in list(self._streams):
+            ev.set()
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 6000
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = 9102  # None: no metrics HTTP server
+    grace_s: float = 5.0
+    first_poll_wait_s: float = 3.0
+    stream_tick_s: float = 1.0
+
+
+class ScalerServer:
+    """The running scaler: gRPC server + health + poller + metrics endpoint. Use inside an event loop."""
+
+    def __init__(self, config: ServerConfig, poller_config: PollerConfig | None = None, *,
+                 poller: Poller | None = None, metrics: ScalerMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or (poller.metrics if poller else ScalerMetrics())
+        self.poller = poller or Poller(poller_config, metrics=self.metrics)
+        self.servicer = ExternalScalerServicer(self.poller, self.metrics, first_poll_wait_s=config.first_poll_wait_s,
+                                               stream_tick_s=config.stream_tick_s)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._http: Any = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Start serving; returns the bound gRPC port (useful with port 0)."""
+        self.servicer._loop = asyncio.get_running_loop()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if port == 0:
+            raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.port}")
+        await server.start()
+        self.server, self.port = server, port
+        for svc in ("", SERVICE_NAME):
+            await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.metrics_port is not None:
+            from prometheus_client import start_http_server
+            self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_host,
+                                              registry=self.metrics.registry)
+            self.metrics_port = self._http.server_port
+        self.poller.start()
+        log.info("scaler listening on %s:%d (metrics port %s, Prometheus %s, poll every %.1fs)",
+                 self.config.host, port, self.metrics_port, self.poller.config.default_address,
+                 self.poller.config.interval_s)
+        return port
+
+    async def stop(self) -> None:
+        """Graceful: NOT_SERVING, let RPCs finish for ``grace_s``, close streams, stop the poller."""
+        if self.server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.config.grace_s)
+        self.server = None
+        self.poller.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        self._stopped.set()
+        log.info("scaler stopped")
+
+    async def serve_until_signal(self) -> None:
+        """Start, then stop gracefully on SIGTERM or SIGINT."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received, shutting down")
+        await self.stop()
