@@ -241,7 +241,7 @@ class ServiceMatrix(_Strict):
     routing: Routing = Routing()
     router: RouterSettings = RouterSettings()
     tiers: dict[Tier, TierDefaults] = Field(
-        default_factory=lambda: {
+        default_factory=lambda: {  # type: ignore[arg-type]
             "small": TierDefaults(warm_pool=1),
             "medium": TierDefaults(warm_pool=0),
             "large": TierDefaults(warm_pool=0),

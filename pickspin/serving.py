@@ -18,10 +18,13 @@ from flask import Flask
 def prepare_multiprocess_metrics(workers: int) -> None:
     """Several workers need prometheus_client's multiprocess mode, set before any metric exists."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        d = tempfile.mkdtemp(prefix="pickspin-prom-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pickspin-prom-")
     d = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if d:
+        from prometheus_client import values
+
+        # prometheus_client picks its value class at import; it may have been imported already.
+        values.ValueClass = values.get_value_class()
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):  # stale files of a previous run would be summed in
             p = os.path.join(d, f)
@@ -45,7 +48,7 @@ def serve(
 
     prepare_multiprocess_metrics(workers)
 
-    class _App(BaseApplication):  # type: ignore[misc]
+    class _App(BaseApplication):
         def load_config(self) -> None:
             opts: dict[str, Any] = {
                 "bind": f"{host}:{port}",

@@ -27,8 +27,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 
 from pickspin.errors import APIError, register_error_handlers
 
-_WORDS = ("the model would answer here with tokens that carry no meaning because this backend is a "
-          "simulation used to measure routing and scaling").split()
+_WORDS = ["the", "model", "would", "answer", "here", "with", "tokens", "that", "carry", "no", "meaning", "because", "this", "backend", "is", "a", "simulation", "used", "to", "measure", "routing", "and", "scaling"]
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,7 @@ def create_sim_app(spec: SimSpec) -> Flask:
             b = json.loads(request.get_data() or b"null")
         except json.JSONDecodeError as e:
             raise APIError(400, f"invalid JSON: {e}") from None
-        return b  # type: ignore[no-any-return]
+        return b
 
     @app.post("/v1/chat/completions")
     def chat() -> Response:

