@@ -1,0 +1,116 @@
+"""Load the shipped artifact (model.onnx, tokenizer.json, labels.json) and classify text batches.
+
+Pure inference, no web framework: used by the scorer app and in-process by the router.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_MODEL_DIR = "PICKSPIN_SCORER_MODEL_DIR"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "model" / "artifacts" / "complexity-minilm"
+
+
+class ModelLoadError(RuntimeError):
+    """The artifact directory is missing a file, or a file is unreadable or inconsistent."""
+
+
+def default_model_dir() -> Path:
+    env = os.environ.get(ENV_MODEL_DIR)
+    return Path(env) if env else SHIPPED_MODEL_DIR
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probs: dict[str, float]
+    confidence: float
+    tokens: int  # tokens fed to the model (after truncation, incl. [CLS]/[SEP])
+    truncated: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"class": self.label, "confidence": round(self.confidence, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probs.items()},
+                "tokens": self.tokens, "truncated": self.truncated}
+
+
+def default_threads() -> int:
+    """Intra-op threads: 1 on a 1-2 core box leaves a core for the web server, else 2."""
+    n = os.cpu_count() or 1
+    return 1 if n <= 2 else 2
+
+
+class ComplexityModel:
+    """An int8 ONNX encoder + head; ``predict`` is thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        for name in ("model.onnx", "tokenizer.json", "labels.json"):
+            if not (self.model_dir / name).is_file():
+                raise ModelLoadError(f"{self.model_dir / name} not found (model dir {self.model_dir})")
+        try:
+            meta = json.loads((self.model_dir / "labels.json").read_text())
+            self.labels: tuple[str, ...] = tuple(meta["labels"])
+            self.max_length = int(meta.get("max_length", 128))
+            self.version = str(meta.get("version", "unknown"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.model_dir / 'labels.json'} is invalid: {e}") from None
+        if not self.labels:
+            raise ModelLoadError("labels.json lists no labels")
+        self.meta = meta
+        self.threads = threads or default_threads()
+        tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        tok.enable_truncation(max_length=self.max_length)
+        pad_id = tok.token_to_id("[PAD]")
+        tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self._tok = tok
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._sess = ort.InferenceSession(str(self.model_dir / "model.onnx"), so,
+                                              providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"cannot load {self.model_dir / 'model.onnx'}: {e}") from None
+        outs = self._sess.get_outputs()
+        n_out = outs[0].shape[-1] if outs and outs[0].shape else None
+        if isinstance(n_out, int) and n_out != len(self.labels):
+            raise ModelLoadError(f"model has {n_out} outputs but labels.json lists {len(self.labels)} labels")
+        self._input_names = {i.name for i in self._sess.get_inputs()}
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=True).ids)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        encs = self._tok.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encs], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        logits = self._sess.run(None, feed)[0].astype(np.float64)
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        out = []
+        for row, e, m in zip(p, encs, mask, strict=True):
+            k = int(row.argmax())
+            out.append(Prediction(self.labels[k], {lab: float(v) for lab, v in zip(self.labels, row, strict=True)},
+                                  float(row[k]), int(m.sum()), bool(e.overflowing)))
+        return out
+
+    def warmup(self) -> None:
+        self.predict(["warm up the session", "a second, slightly longer warm-up prompt for shapes"])

@@ -1,0 +1,1 @@
+"""Training, export and evaluation of the PickSpin complexity classifier (not on the serving path)."""
