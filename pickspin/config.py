@@ -217,6 +217,10 @@ class RouterSettings(_Strict):
     # Time allowed until the backend's first byte (covers queueing and prefill).
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
+    # Active probes GET each backend's health path. Turn them off on Knative: a probe would wake a
+    # backend scaled to zero. Then health is passive: a failed backend is skipped for down_cooldown_s.
+    active_probes: bool = True
+    down_cooldown_s: float = Field(default=5.0, gt=0)
     probe_interval_s: float = Field(default=2.0, gt=0)
     probe_timeout_s: float = Field(default=1.0, gt=0)
     ewma_alpha: float = Field(default=0.2, gt=0, le=1)

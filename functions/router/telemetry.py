@@ -111,18 +111,31 @@ class Telemetry:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)
 
+    def revive_stale(self, now: float | None = None) -> None:
+        """Passive health: give a backend marked down another chance after down_cooldown_s."""
+        now = time.monotonic() if now is None else now
+        for name, s in self.snapshot.items():
+            if not s.healthy and now - s.checked_at >= self.settings.down_cooldown_s:
+                log.info("backend %s: cooldown over, trying it again", name)
+                self.set_health(name, True)
+
     def start_prober(self) -> None:
         if self._thread is not None:
             return
         http = urllib3.PoolManager(maxsize=2)
+        active = self.settings.active_probes
+        interval = self.settings.probe_interval_s if active else min(1.0, self.settings.down_cooldown_s / 2)
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    self.probe_once(http)
+                    if active:
+                        self.probe_once(http)
+                    else:
+                        self.revive_stale()
                 except Exception:  # never let the prober die
                     log.exception("probe round failed")
-                self._stop.wait(self.settings.probe_interval_s)
+                self._stop.wait(interval)
 
         self._thread = threading.Thread(target=loop, name="pickspin-prober", daemon=True)
         self._thread.start()

@@ -297,3 +297,27 @@ def test_api_keys_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
         finally:
             srv.stop()
             app.extensions["pickspin"].telemetry.stop()
+
+
+def test_passive_health_without_probes_skips_then_retries_a_dead_backend() -> None:
+    """On Knative the router must not probe (a probe would wake a scaled-to-zero backend)."""
+    port = free_port()
+    with sim_server("small-served", **FAST) as good:
+        srv, app = _router_for({"small": [f"http://127.0.0.1:{port}", good.url]}, active_probes=False,
+                               down_cooldown_s=0.5)
+        tel = app.extensions["pickspin"].telemetry
+        try:
+            r = httpx.post(srv.url + "/v1/chat/completions", json=chat("list"))
+            assert r.status_code == 200 and r.headers["X-PickSpin-Backend"] == "small-b1"
+            assert not tel.snapshot["small-b0"].healthy  # marked down by the failed connect
+            # the dead backend comes back to life on its port; after the cooldown it is tried again
+            revived = ServerThread(_sim_app("small-served"), port=port)
+            try:
+                assert wait_until(lambda: tel.snapshot["small-b0"].healthy, 5)
+                table = httpx.post(srv.url + "/v1/route", json=chat("list")).json()["candidates"]
+                assert {c["backend"]: c["eligible"] for c in table} == {"small-b0": True, "small-b1": True}
+            finally:
+                revived.stop()
+        finally:
+            srv.stop()
+            tel.stop()
