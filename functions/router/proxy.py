@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 from flask import Response
 
 from pickspin.config import Backend, Model, RouterSettings
@@ -21,6 +20,7 @@ from pickspin.errors import APIError
 
 from .metrics import RouterMetrics
 from .telemetry import Telemetry
+from .upstream import ConnectionPool, Upstream, UpstreamError
 
 log = logging.getLogger("pickspin.router")
 
@@ -48,8 +48,7 @@ class Forwarder:
         self.settings = settings
         self.telemetry = telemetry
         self.metrics = metrics
-        self.http = urllib3.PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False)
-        self.timeout = urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.first_byte_timeout_s)
+        self.pool = ConnectionPool(maxsize_per_host=pool_size)
 
     def forward(self, path: str, body: dict[str, Any], targets: Sequence[Target], *, stream: bool,
                 complexity: str, extra_headers: dict[str, str]) -> Response:
@@ -76,47 +75,44 @@ class Forwarder:
             self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
             headers = self._response_headers(upstream, target, extra_headers)
             if not stream or upstream.status >= 400:
-                data = first + upstream.read()
-                upstream.release_conn()
+                upstream.release()
                 self._finish(target, t0, ttft, upstream.status, complexity, inflight)
-                return Response(data, status=upstream.status, headers=headers)
+                return Response(first, status=upstream.status, headers=headers)
             return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight),
                             status=upstream.status, headers=headers, direct_passthrough=True)
         assert last is not None  # targets is never empty here
-        status = 504 if last.reason == "timeout" else 502
+        status = last.status
         raise APIError(status, f"all attempted backends failed; last error: {last.message}",
                        code="upstream_timeout" if status == 504 else "upstream_error")
 
-    def _open(self, b: Backend, path: str, payload: bytes, stream: bool) -> tuple[Any, bytes]:
+    def _open(self, b: Backend, path: str, payload: bytes, stream: bool) -> tuple[Upstream, bytes]:
         """Open the upstream request and read its first bytes; any failure here is retryable."""
+        st = self.settings
         try:
-            r = self.http.request(
-                "POST", b.url + path, body=payload, timeout=self.timeout, preload_content=False,
-                headers={"Content-Type": "application/json",
-                         "Accept": "text/event-stream" if stream else "application/json"})
-        except urllib3.exceptions.ConnectTimeoutError as e:
-            raise _Attempt("connect_timeout", 504, f"{b.name}: connect timeout ({e})", mark_down=True) from e
-        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
-            raise _Attempt("timeout", 504, f"{b.name}: no response within {self.settings.first_byte_timeout_s}s") \
-                from e
-        except urllib3.exceptions.HTTPError as e:
-            raise _Attempt("connect", 502, f"{b.name}: {type(e).__name__}", mark_down=True) from e
+            r = self.pool.post(b.url, path, payload,
+                               {"Content-Type": "application/json",
+                                "Accept": "text/event-stream" if stream else "application/json"},
+                               connect_timeout=st.connect_timeout_s, read_timeout=st.first_byte_timeout_s)
+        except UpstreamError as e:
+            status = 504 if e.reason in ("timeout", "connect_timeout") else 502
+            raise _Attempt(e.reason, status, f"{b.name}: {e}", mark_down=e.reason.startswith("connect")) from e
         if r.status >= 500:
-            text = r.read(2048)
-            r.release_conn()
-            raise _Attempt("status_5xx", 502, f"{b.name}: upstream status {r.status}: {text[:200]!r}")
+            try:
+                text = r.read()[:200]
+            except UpstreamError:
+                text = b""
+            r.release()
+            raise _Attempt("status_5xx", 502, f"{b.name}: upstream status {r.status}: {text!r}")
         try:
-            first = r.read1(65536) if stream else r.read()
-        except urllib3.exceptions.ReadTimeoutError as e:
-            r.release_conn()
-            raise _Attempt("timeout", 504, f"{b.name}: no first byte within {self.settings.first_byte_timeout_s}s") \
-                from e
-        except urllib3.exceptions.HTTPError as e:
-            r.release_conn()
-            raise _Attempt("read", 502, f"{b.name}: {type(e).__name__} before first byte") from e
+            # Whole body unless it is a successful stream: nothing has reached the client yet.
+            first = r.read1(65536) if stream and r.status < 400 else r.read()
+        except UpstreamError as e:
+            r.release()
+            status = 504 if e.reason == "timeout" else 502
+            raise _Attempt(e.reason, status, f"{b.name}: {e} before first byte") from e
         return r, first
 
-    def _relay(self, upstream: Any, first: bytes, target: Target, t0: float, ttft: float, complexity: str,
+    def _relay(self, upstream: Upstream, first: bytes, target: Target, t0: float, ttft: float, complexity: str,
                inflight: Any) -> Iterator[bytes]:
         status = upstream.status
         try:
@@ -127,7 +123,7 @@ class Forwarder:
                 if not chunk:
                     break
                 yield chunk
-        except urllib3.exceptions.HTTPError as e:
+        except UpstreamError as e:
             # Bytes already reached the client: no retry. Tell the client in-band and stop.
             status = 502
             log.warning("stream from %s broke after first byte: %s", target.backend.name, type(e).__name__)
@@ -135,7 +131,7 @@ class Forwarder:
                              "param": None, "code": "upstream_stream_error"}}
             yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
-            upstream.release_conn()
+            upstream.release()
             self._finish(target, t0, ttft, status, complexity, inflight)
 
     def _finish(self, target: Target, t0: float, ttft: float, status: int, complexity: str, inflight: Any) -> None:
@@ -148,8 +144,8 @@ class Forwarder:
         self.metrics.requests.labels(m, b, str(status), complexity).inc()
 
     @staticmethod
-    def _response_headers(upstream: Any, target: Target, extra: dict[str, str]) -> dict[str, str]:
-        h = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+    def _response_headers(upstream: Upstream, target: Target, extra: dict[str, str]) -> dict[str, str]:
+        h = {k: v for k, v in upstream.headers if v and k.lower() not in _HOP_HEADERS}
         h.update(extra)
         h["X-PickSpin-Model"] = target.model.name
         h["X-PickSpin-Backend"] = target.backend.name
