@@ -77,10 +77,9 @@ def _secs(text: str) -> float:
 
 
 def wrk(url: str, body: dict[str, Any], conns: int, duration: float) -> dict[str, float]:
-    lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    lua.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-              f"wrk.body = {json.dumps(json.dumps(body))}\n")
-    lua.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                  f"wrk.body = {json.dumps(json.dumps(body))}\n")
     threads = min(2, conns)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s",
                           "-s", lua.name, url], capture_output=True, text=True, timeout=duration + 30).stdout
