@@ -1,0 +1,108 @@
+{{/* ---- names -------------------------------------------------------------------------- */}}
+{{- define "pickspin.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "pickspin.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pickspin.routerName" -}}{{ include "pickspin.fullname" . }}-router{{- end -}}
+{{- define "pickspin.scorerName" -}}{{ include "pickspin.fullname" . }}-scorer{{- end -}}
+{{- define "pickspin.scalerName" -}}{{ include "pickspin.fullname" . }}-scaler{{- end -}}
+{{- define "pickspin.configName" -}}{{ include "pickspin.fullname" . }}-config{{- end -}}
+
+{{- define "pickspin.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "pickspin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: pickspin
+{{- end -}}
+
+{{- define "pickspin.selector" -}}
+app.kubernetes.io/name: {{ include "pickspin.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* image reference: (dict "root" $ "image" .Values.router.image) */}}
+{{- define "pickspin.image" -}}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+
+{{/* http://<ksvc>.<namespace>.svc.<domain>: (dict "root" $ "name" "x") */}}
+{{- define "pickspin.ksvcUrl" -}}
+{{- printf "http://%s.%s.svc.%s" .name .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}
+
+{{- define "pickspin.scalerAddress" -}}
+{{- printf "%s.%s.svc.%s:%v" (include "pickspin.scalerName" .) .Release.Namespace .Values.clusterDomain .Values.scaler.port -}}
+{{- end -}}
+
+{{/* ---- one model's resolved values ------------------------------------------------------ */}}
+{{/* scaling block with the service matrix's defaults and the tier's warm pool applied (YAML) */}}
+{{- define "pickspin.scaling" -}}
+{{- $m := .m -}}
+{{- $s := $m.scaling | default dict -}}
+{{- $wp := 0 -}}
+{{- if and (hasKey $s "warm_pool") (not (kindIs "invalid" $s.warm_pool)) -}}
+{{- $wp = $s.warm_pool -}}
+{{- else -}}
+{{- $t := get (.root.Values.tiers | default dict) $m.tier | default dict -}}
+{{- $wp = $t.warm_pool | default 0 -}}
+{{- end -}}
+concurrency: {{ $s.concurrency | default 4 }}
+warm_pool: {{ $wp }}
+max_replicas: {{ $s.max_replicas | default 4 }}
+idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}300{{ end }}
+{{- end -}}
+
+{{/* backend block merged over backendDefaults (YAML) */}}
+{{- define "pickspin.backend" -}}
+{{- $b := merge (deepCopy (.m.backend | default dict)) (deepCopy (.root.Values.backendDefaults | default dict)) -}}
+{{- toYaml $b -}}
+{{- end -}}
+
+{{/* the external-push trigger metadata of one model (YAML map of strings) */}}
+{{- define "pickspin.triggerMetadata" -}}
+{{- $sc := include "pickspin.scaling" . | fromYaml -}}
+{{- $b := include "pickspin.backend" . | fromYaml -}}
+{{- $md := dict "scalerAddress" (include "pickspin.scalerAddress" .root) "model" .m.name "tier" .m.tier "concurrency" (toString $sc.concurrency) "warmPool" (toString $sc.warm_pool) "idleSeconds" (toString $sc.idle_seconds) -}}
+{{- if $b.window_seconds -}}{{- $_ := set $md "windowSeconds" (toString $b.window_seconds) -}}{{- end -}}
+{{- if $b.prometheus_address -}}{{- $_ := set $md "prometheusAddress" $b.prometheus_address -}}{{- end -}}
+{{- toYaml $md -}}
+{{- end -}}
+
+{{/* ---- the service matrix (config.yaml of the router and the scaler) --------------------- */}}
+{{- define "pickspin.matrix" -}}
+{{- $root := . -}}
+{{- $models := list -}}
+{{- range $m := .Values.models -}}
+{{- $ctx := dict "root" $root "m" $m -}}
+{{- $b := include "pickspin.backend" $ctx | fromYaml -}}
+{{- $sc := include "pickspin.scaling" $ctx | fromYaml -}}
+{{- $be := dict "name" $b.name "kind" (default "openai" $b.kind) "url" (include "pickspin.ksvcUrl" (dict "root" $root "name" $b.name)) "served_model_name" (default $m.name $b.served_model_name) "max_concurrency" (default (mul $sc.concurrency $sc.max_replicas) $b.max_concurrency) "health_path" $b.health_path "simulated" (default false $b.simulated) "expected_latency_s" (default 1.0 $b.expected_latency_s) -}}
+{{- $models = append $models (dict "name" $m.name "tier" $m.tier "capability" $m.capability "cost" $m.cost "scaling" $sc "backends" (list $be)) -}}
+{{- end -}}
+{{- $routing := deepCopy (.Values.routing | default dict) -}}
+{{- if .Values.scorer.enabled -}}
+{{- $sr := deepCopy (get $routing "scorer" | default dict) -}}
+{{- if not $sr.url -}}{{- $_ := set $sr "url" (include "pickspin.ksvcUrl" (dict "root" $root "name" (include "pickspin.scorerName" $root))) -}}{{- end -}}
+{{- $_ := set $routing "scorer" $sr -}}
+{{- end -}}
+{{- $router := merge (deepCopy (.Values.router.settings | default dict)) (dict "active_probes" false) -}}
+{{- $matrix := dict "models" $models "routing" $routing "router" $router "tiers" .Values.tiers -}}
+{{- if .Values.profiles -}}{{- $_ := set $matrix "profiles" .Values.profiles -}}{{- end -}}
+{{- toYaml $matrix -}}
+{{- end -}}

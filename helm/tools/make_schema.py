@@ -1,0 +1,244 @@
+"""Write helm/pickspin/values.schema.json (run after changing the chart's values; a test checks it is current).
+
+The schema is strict: every object rejects unknown keys (``additionalProperties: false``) except
+pass-through Kubernetes fields (resources, tolerations, node selectors, annotations, env maps).
+Each property has a description, so helm's error names the key and says what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parents[1] / "pickspin" / "values.schema.json"
+
+DNS1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+
+
+def obj(props: dict[str, Any], required: list[str] | None = None, desc: str = "") -> dict[str, Any]:
+    o: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        o["required"] = required
+    if desc:
+        o["description"] = desc
+    return o
+
+
+def s(desc: str, **kw: Any) -> dict[str, Any]:
+    return {"type": "string", "description": desc, **kw}
+
+
+def i(desc: str, minimum: int | None = 0, **kw: Any) -> dict[str, Any]:
+    o: dict[str, Any] = {"type": "integer", "description": desc, **kw}
+    if minimum is not None:
+        o["minimum"] = minimum
+    return o
+
+
+def n(desc: str, **kw: Any) -> dict[str, Any]:
+    return {"type": "number", "description": desc, **kw}
+
+
+def b(desc: str) -> dict[str, Any]:
+    return {"type": "boolean", "description": desc}
+
+
+def smap(desc: str) -> dict[str, Any]:
+    return {"type": "object", "description": desc, "additionalProperties": {"type": "string"}}
+
+
+def image(desc: str) -> dict[str, Any]:
+    return obj({
+        "repository": s("image repository", minLength=1),
+        "tag": s("image tag; empty = the chart's appVersion"),
+        "pullPolicy": s("imagePullPolicy", enum=["Always", "IfNotPresent", "Never"]),
+    }, ["repository"], desc)
+
+
+QTY = {"anyOf": [{"type": "string", "pattern": QUANTITY}, {"type": "number", "minimum": 0}]}
+RESOURCES = obj({
+    "requests": {"type": "object", "description": "resource requests", "additionalProperties": QTY},
+    "limits": {"type": "object", "description": "resource limits", "additionalProperties": QTY},
+}, desc="container resources (requests/limits)")
+ENV = {"type": "object", "description": "extra environment variables NAME: value",
+       "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+       "additionalProperties": {"type": ["string", "number", "boolean"]}}
+
+
+def ksvc_scale(component: str, min_default: int) -> dict[str, Any]:
+    return {
+        "minScale": i(f"{component}: autoscaling.knative.dev/min-scale (default {min_default})"),
+        "maxScale": i(f"{component}: autoscaling.knative.dev/max-scale", minimum=1),
+        "target": i(f"{component}: KPA concurrency target per replica", minimum=1),
+        "containerConcurrency": i(f"{component}: hard per-replica concurrency limit (0 = none)"),
+    }
+
+
+UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+MODEL_BACKEND = obj({
+    "name": s("Knative Service name = the backend's name in the router config (DNS-1035 label)",
+              pattern=DNS1035, maxLength=54),
+    "kind": s("backend API flavour", enum=["vllm", "tgi", "trtllm", "openai"]),
+    "served_model_name": s("model name the server expects in requests", minLength=1),
+    "max_concurrency": i("router-side limit of requests in flight to this backend (default concurrency x max_replicas)",
+                         minimum=1),
+    "health_path": s("readiness path (default /health)", pattern="^/"),
+    "simulated": b("true for a simulated backend (shown in /v1/models)"),
+    "expected_latency_s": n("latency prior until the router has observations (s)", exclusiveMinimum=0),
+    "image": s("container image", minLength=1),
+    "image_pull_policy": s("imagePullPolicy", enum=["Always", "IfNotPresent", "Never"]),
+    "command": {"type": "array", "items": {"type": "string"}, "description": "container command"},
+    "args": {"type": "array", "items": {"type": "string"},
+             "description": "container args (strings: quote numbers, e.g. \"2\")"},
+    "env": ENV,
+    "port": i("container port the server listens on (Knative sets $PORT to it)", minimum=1, maximum=65535),
+    "resources": RESOURCES,
+    "gpus": i("nvidia.com/gpu limit"),
+    "model_volume": obj({
+        "claim_name": s("PersistentVolumeClaim with the weights", pattern=DNS1123),
+        "mount_path": s("where the weights are mounted (default /models)", pattern="^/"),
+    }, ["claim_name"], "model weights on a PVC, mounted read-only (Knative flag kubernetes.podspec-persistent-volume-claim)"),
+    "shm_size": {**QTY, "description": "size of a memory-backed /dev/shm (vLLM tensor parallelism)"},
+    "load_seconds": i("model load time: KEDA initialCooldownPeriod (s)"),
+    "timeout_seconds": i("Knative timeoutSeconds: longest request (s)", minimum=1),
+    "response_start_timeout_seconds": i("Knative responseStartTimeoutSeconds: cold start + queue + prefill (s)",
+                                        minimum=1),
+    "window_seconds": n("scaler windowSeconds: rate/latency window (s)", minimum=1),
+    "prometheus_address": s("scaler prometheusAddress for this model (default: the scaler's --prometheus)",
+                            pattern="^https?://"),
+    "node_selector": smap("nodeSelector (Knative flag kubernetes.podspec-nodeselector)"),
+    "tolerations": {"type": "array", "items": {"type": "object"},
+                    "description": "tolerations (Knative flag kubernetes.podspec-tolerations)"},
+    "runtime_class_name": s("runtimeClassName (Knative flag kubernetes.podspec-runtimeclassname)"),
+}, ["name", "image"], "the model's backend: a Knative Service")
+
+MODEL = obj({
+    "name": s("model name, as clients request it and as the scaler labels it", pattern=r"^[A-Za-z0-9][-A-Za-z0-9._]*$",
+              maxLength=63),
+    "tier": s("size tier", enum=["small", "medium", "large"]),
+    "capability": obj({"low": UNIT, "medium": UNIT, "high": UNIT}, ["low", "medium", "high"],
+                      "share of each complexity class the model handles well, 0..1"),
+    "cost": {**obj({"per_1k_tokens": {"type": "number", "minimum": 0},
+                    "per_gpu_second": {"type": "number", "minimum": 0}},
+                   desc="exactly one of per_1k_tokens or per_gpu_second"),
+             "minProperties": 1, "maxProperties": 1},
+    "scaling": obj({
+        "concurrency": i("c: requests one replica serves at once (containerConcurrency and the scaler's target)",
+                         minimum=1),
+        "warm_pool": {"type": ["integer", "null"], "minimum": 0,
+                      "description": "replicas kept warm (null: the tier's default)"},
+        "max_replicas": i("max-scale", minimum=1),
+        "idle_seconds": n("tau: scale to zero after this long without requests (s)", minimum=0),
+    }, desc="Spin parameters"),
+    "backend": MODEL_BACKEND,
+}, ["name", "tier", "capability", "cost", "backend"], "one model = one Knative Service")
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "pickspin chart values",
+    **obj({
+        "nameOverride": s("override the chart name in resource names"),
+        "fullnameOverride": s("override the release-derived prefix of resource names", maxLength=40),
+        "clusterDomain": s("cluster DNS domain", minLength=1),
+        "global": {"type": "object", "description": "Helm global values (unused)"},
+        "router": obj({
+            "image": image("router image"),
+            "workers": i("gunicorn workers", minimum=1),
+            "threads": i("gthread threads per worker", minimum=1),
+            **ksvc_scale("router", 1),
+            "timeoutSeconds": i("Knative timeoutSeconds", minimum=1),
+            "responseStartTimeoutSeconds": i("Knative responseStartTimeoutSeconds", minimum=1),
+            "visibility": s("external or cluster-local", enum=["external", "cluster-local"]),
+            "resources": RESOURCES,
+            "apiKeysSecret": obj({"name": s("Secret name; empty = auth off"), "key": s("key in the Secret")},
+                                 desc="Secret with comma-separated API keys"),
+            "podAnnotations": smap("extra revision annotations"),
+            "extraEnv": ENV,
+            "settings": {"type": "object", "description": "the service matrix's router block (RouterSettings); "
+                                                          "validated by pickspin.config when the router starts"},
+        }, desc="the router Knative Service"),
+        "routing": obj({
+            "mode": s("classifier", enum=["keyword", "semantic", "hybrid"]),
+            "default_profile": s("profile used when a request names none", minLength=1),
+            "keyword": {"type": "object", "description": "keyword classifier rules (KeywordRules)"},
+            "scorer": obj({"url": s("scorer URL; empty = the chart's scorer when enabled", pattern="^(https?://.*)?$"),
+                           "model_dir": s("in-process model dir (unused when url is set)"),
+                           "timeout_s": n("classify timeout (s)", exclusiveMinimum=0)}, desc="scorer client"),
+        }, desc="the service matrix's routing block"),
+        "profiles": {"type": "object", "description": "operator profiles {name: {alpha, lambda, mu}}",
+                     "additionalProperties": obj({"alpha": n("relevance weight", minimum=0),
+                                                  "lambda": n("latency weight", minimum=0),
+                                                  "mu": n("cost weight", minimum=0)}, ["alpha", "lambda", "mu"])},
+        "tiers": {"type": "object", "description": "warm-pool defaults per tier",
+                  "propertyNames": {"enum": ["small", "medium", "large"]},
+                  "additionalProperties": obj({"warm_pool": i("replicas kept warm")}, ["warm_pool"])},
+        "scorer": obj({
+            "enabled": b("deploy the scorer Knative Service"),
+            "image": image("scorer image"),
+            **ksvc_scale("scorer", 0),
+            "timeoutSeconds": i("Knative timeoutSeconds", minimum=1),
+            "httpThreads": i("gthread threads", minimum=1),
+            "resources": RESOURCES,
+            "podAnnotations": smap("extra revision annotations"),
+            "extraEnv": ENV,
+        }, desc="the scorer Knative Service"),
+        "scaler": obj({
+            "enabled": b("deploy the KEDA external scaler"),
+            "image": image("scaler image"),
+            "replicas": i("Deployment replicas", minimum=1),
+            "port": i("gRPC port", minimum=1, maximum=65535),
+            "metricsPort": i("HTTP /metrics port", minimum=1, maximum=65535),
+            "prometheusUrl": s("Prometheus that scrapes the router", pattern="^https?://"),
+            "pollInterval": n("seconds between Prometheus polls", exclusiveMinimum=0),
+            "maxStaleness": n("seconds to serve last good values when Prometheus is down", exclusiveMinimum=0),
+            "resources": RESOURCES,
+            "podAnnotations": smap("extra pod annotations"),
+        }, desc="the KEDA external scaler"),
+        "keda": obj({
+            "pollingInterval": i("ScaledObject pollingInterval (s)", minimum=1),
+            "cooldownPeriod": i("ScaledObject cooldownPeriod (s)"),
+            "scaleDownStabilizationSeconds": i("HPA scaleDown stabilizationWindowSeconds"),
+            "fallback": obj({"failureThreshold": i("failed reads before fallback", minimum=1),
+                             "replicas": i("replicas while in fallback")}, ["failureThreshold", "replicas"],
+                            "ScaledObject fallback"),
+        }, desc="ScaledObject settings of every backend"),
+        "backendDefaults": obj({k: v for k, v in MODEL_BACKEND["properties"].items()
+                                if k in ("port", "health_path", "timeout_seconds", "response_start_timeout_seconds",
+                                         "load_seconds", "image_pull_policy", "resources", "env", "node_selector",
+                                         "tolerations", "runtime_class_name", "window_seconds")},
+                               desc="defaults for every model's backend block"),
+        "models": {"type": "array", "minItems": 1, "items": MODEL, "description": "the service matrix's models"},
+        "monitoring": obj({
+            "scrapeAnnotations": b("prometheus.io/* annotations on router, scorer and scaler pods"),
+            "podMonitor": obj({"enabled": b("create a PodMonitor"), "interval": s("scrape interval"),
+                               "labels": smap("extra labels")}, desc="prometheus-operator PodMonitor"),
+            "serviceMonitor": obj({"enabled": b("create a ServiceMonitor"), "interval": s("scrape interval"),
+                                   "labels": smap("extra labels")}, desc="prometheus-operator ServiceMonitor"),
+            "grafanaDashboard": obj({"enabled": b("create the dashboard ConfigMap"), "labels": smap("labels")},
+                                    desc="Grafana dashboard ConfigMap"),
+        }, desc="monitoring"),
+        "tests": obj({
+            "enabled": b("helm test pods"),
+            "completion": obj({"enabled": b("run one completion"), "model": s("model or auto"),
+                               "prompt": s("prompt"), "maxTokens": i("max_tokens", minimum=1),
+                               "timeoutSeconds": i("client timeout", minimum=1)}, desc="completion test"),
+        }, desc="helm test"),
+    }, ["models"]),
+}
+
+
+def main() -> int:
+    text = json.dumps(SCHEMA, indent=2) + "\n"
+    if "--check" in sys.argv:
+        return 0 if OUT.read_text() == text else 1
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
