@@ -17,11 +17,15 @@ PROTO = ROOT / "proto" / "externalscaler.proto"
 OUT = Path(__file__).resolve().parent / "_generated"
 
 
-def generate(proto: Path, out_dir: Path, *, relative_import: bool = True) -> tuple[Path, Path]:
+def generate(proto: Path, out_dir: Path, *, relative_import: bool = True, private_pool: bool = False
+             ) -> tuple[Path, Path]:
     """Write ``<stem>_pb2.py`` and ``<stem>_pb2_grpc.py`` for ``proto`` into ``out_dir``.
 
     With ``relative_import`` the grpc module imports its messages as ``from . import <stem>_pb2``
-    so the output directory works as a package. Returns the two module paths.
+    so the output directory works as a package. With ``private_pool`` the messages are registered in a
+    descriptor pool of their own instead of protobuf's default one, so stubs of another copy of the same
+    proto (same package and message names) can be loaded in the same process: the tests use that to call
+    our server with KEDA's own definitions. Returns the two module paths.
     """
     from grpc_tools import protoc  # dev dependency, imported only here
 
@@ -35,6 +39,11 @@ def generate(proto: Path, out_dir: Path, *, relative_import: bool = True) -> tup
         raise RuntimeError(f"protoc failed ({rc}) for {proto}")
     pb2 = out_dir / f"{proto.stem}_pb2.py"
     grpc_mod = out_dir / f"{proto.stem}_pb2_grpc.py"
+    if private_pool:
+        text = pb2.read_text()
+        if "_descriptor_pool.Default()" not in text:
+            raise RuntimeError(f"unexpected protoc output in {pb2}: no default descriptor pool to replace")
+        pb2.write_text(text.replace("_descriptor_pool.Default()", "_descriptor_pool.DescriptorPool()"))
     if relative_import:
         text = grpc_mod.read_text()
         text = re.sub(rf"^import {re.escape(proto.stem)}_pb2 as", f"from . import {proto.stem}_pb2 as", text,

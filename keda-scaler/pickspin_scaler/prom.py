@@ -262,10 +262,11 @@ class Poller:
                 values[name] = self.client.query(address, promql)
         except PromError as err:
             e.errors += 1
+            if e.error is None or e.errors % 30 == 1:  # first failure of a run, then every 30th
+                log.warning("poll of %s failed (%d so far): %s", e.md.model, e.errors, err)
             e.error = str(err)
             e.attempted = True
             self.metrics.poll_errors.labels(e.md.model).inc()
-            log.warning("poll of %s failed: %s", e.md.model, err)
             return False
         now = self.clock()
         total = values.get("total")
@@ -287,6 +288,8 @@ class Poller:
         sample = Sample(rate=_f(rate), latency=_f(values.get("latency")), demand=_f(demand),
                         recent=_f(values.get("recent")), total=_f(total), polled_at=now, last_used=e.last_used)
         e.sample = sample
+        if e.error is not None:
+            log.info("poll of %s recovered", e.md.model)
         e.error = None
         e.attempted = True
         self._update_gauges(e.md, sample, now)

@@ -56,6 +56,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self._md_cache: OrderedDict[frozenset[tuple[str, str]], ScalerMetadata] = OrderedDict()
         self._streams: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         poller.add_listener(self._on_poll)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         last: bool | None = None
         try:
             key, v = await self._view(md)
-            while True:
+            while not self._closing:
                 state = self._active_now(md, v)
                 # Unknown (no fresh data): send nothing; the last state stands and the pull RPCs report
                 # UNAVAILABLE, so KEDA's fallback governs replicas meanwhile.
@@ -182,6 +183,11 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             return
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._wake_streams)
+
+    def close_streams(self) -> None:
+        """Graceful shutdown: end every open stream with OK (KEDA reopens it, e.g. on another replica)."""
+        self._closing = True
+        self._wake_streams()
 
     def _wake_streams(self) -> None:
         for ev in list(self._streams):
@@ -245,6 +251,7 @@ class ScalerServer:
         if self.server is None:
             return
         await self.health.enter_graceful_shutdown()
+        self.servicer.close_streams()
         await self.server.stop(self.config.grace_s)
         self.server = None
         self.poller.stop()

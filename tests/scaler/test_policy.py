@@ -1,0 +1,121 @@
+"""Algorithm 1 as pure functions: table-driven cases, plus properties over random inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pickspin_scaler.policy import (
+    Observation,
+    Params,
+    clean,
+    decide,
+    desired_replicas,
+    is_active,
+    littles_law_load,
+    metric_value,
+    target_replicas,
+)
+
+NAN = math.nan
+NOW = 10_000.0
+
+# (case, observation, params, expected: load, target, metric_value, active, desired)
+CASES = [
+    ("zero load, no floor, never used", Observation(), Params(4, 0, 300), 0.0, 0, 0.0, False, 0),
+    ("zero load, floor 1", Observation(), Params(4, 1, 300), 0.0, 0, 4.0, True, 1),
+    ("steady: r=2/s lat=1.5s c=4 -> L=3 -> 1 replica",
+     Observation(rate=2.0, latency=1.5, recent=10), Params(4, 0, 300), 3.0, 1, 3.0, True, 1),
+    ("burst: r=40/s lat=2s c=8 -> L=80 -> 10 replicas",
+     Observation(rate=40.0, latency=2.0, demand=60, recent=500), Params(8, 1, 300), 80.0, 10, 80.0, True, 10),
+    ("exact multiple does not round up: L=8, c=4 -> 2",
+     Observation(rate=4.0, latency=2.0, recent=1), Params(4, 0, 300), 8.0, 2, 8.0, True, 2),
+    ("floor above target: L=1, floor 3, c=2 -> 3",
+     Observation(rate=1.0, latency=1.0, recent=1), Params(2, 3, 300), 1.0, 1, 6.0, True, 3),
+    ("demand now above the windowed load (cold burst): demand 9, c=4 -> 3",
+     Observation(rate=0.1, latency=1.0, demand=9), Params(4, 0, 300), 0.1, 1, 9.0, True, 3),
+    ("request waiting for a cold backend: demand 1 -> active, 1 replica",
+     Observation(demand=1), Params(8, 0, 300), 0.0, 0, 1.0, True, 1),
+    ("used within tau, no load now -> active at 1 replica",
+     Observation(last_used=NOW - 100), Params(4, 0, 300), 0.0, 0, 0.0, True, 1),
+    ("recent requests within tau (Prometheus increase) -> active",
+     Observation(recent=2), Params(4, 0, 300), 0.0, 0, 0.0, True, 1),
+    ("idle past tau, floor 0 -> inactive (scale to zero)",
+     Observation(last_used=NOW - 301), Params(4, 0, 300), 0.0, 0, 0.0, False, 0),
+    ("idle past tau, floor 1 -> stays warm",
+     Observation(last_used=NOW - 10_000), Params(4, 1, 300), 0.0, 0, 4.0, True, 1),
+    ("windowed rate lingers past tau but no recent use -> inactive",
+     Observation(rate=0.01, latency=2.0, recent=0, last_used=NOW - 400), Params(4, 0, 300), 0.02, 1, 0.02, False, 0),
+    ("tau = 0: inactive the moment demand is gone",
+     Observation(recent=5, last_used=NOW), Params(4, 0, 0), 0.0, 0, 0.0, False, 0),
+    ("NaN everywhere counts as 0",
+     Observation(rate=NAN, latency=NAN, demand=NAN, recent=NAN), Params(4, 0, 300), 0.0, 0, 0.0, False, 0),
+    ("NaN latency (0/0 with no requests) with floor 2",
+     Observation(rate=0.0, latency=NAN), Params(3, 2, 300), 0.0, 0, 6.0, True, 2),
+    ("negative and infinite inputs count as 0",
+     Observation(rate=-1, latency=math.inf, demand=-3), Params(4, 0, 300), 0.0, 0, 0.0, False, 0),
+]
+
+
+@pytest.mark.parametrize(("obs", "params", "load", "target", "value", "active", "desired"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_algorithm1_cases(obs: Observation, params: Params, load: float, target: int, value: float,
+                          active: bool, desired: int) -> None:
+    d = decide(obs, params, NOW)
+    assert d.load == pytest.approx(load)
+    assert d.target == target
+    assert d.metric_value == pytest.approx(value)
+    assert d.active is active
+    assert d.desired == desired
+    assert d.floor == params.floor
+
+
+@pytest.mark.parametrize(("rate", "lat", "c", "want"), [
+    (0, 0, 1, 0), (1, 1, 1, 1), (1, 1.0001, 1, 2), (10, 0.5, 2, 3), (3, 1, 3, 1), (NAN, 5, 1, 0), (None, 1, 1, 0),
+])
+def test_target_replicas_is_ceil_of_littles_law(rate: float | None, lat: float, c: int, want: int) -> None:
+    assert target_replicas(rate, lat, c) == want
+
+
+def test_bad_params_rejected() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        Params(0)
+    with pytest.raises(ValueError, match="floor"):
+        Params(1, -1)
+    with pytest.raises(ValueError, match="idle"):
+        Params(1, 0, NAN)
+    with pytest.raises(ValueError):
+        target_replicas(1, 1, 0)
+
+
+@pytest.mark.parametrize(("x", "want"), [(None, 0.0), (NAN, 0.0), (math.inf, 0.0), (-2.0, 0.0), (2.5, 2.5),
+                                          ("3", 3.0), ("junk", 0.0)])
+def test_clean(x: object, want: float) -> None:
+    assert clean(x) == want  # type: ignore[arg-type]
+
+
+finite = st.floats(min_value=0, max_value=1e4, allow_nan=False, allow_infinity=False)
+anyf = st.one_of(finite, st.just(NAN), st.just(math.inf), st.floats(max_value=-1e-6, min_value=-1e6))
+
+
+@given(rate=anyf, lat=anyf, demand=anyf, c=st.integers(1, 64), floor=st.integers(0, 8),
+       idle=st.floats(0, 1e4), age=st.one_of(st.none(), st.floats(0, 2e4)))
+def test_hpa_lands_on_max_of_target_floor_and_demand(rate: float, lat: float, demand: float, c: int, floor: int,
+                                                     idle: float, age: float | None) -> None:
+    """HPA AverageValue: ceil(metric / c) == max(target, floor, ceil(demand / c)) and never below the floor."""
+    obs = Observation(rate=rate, latency=lat, demand=demand, last_used=None if age is None else NOW - age)
+    p = Params(c, floor, idle)
+    v = metric_value(obs, p)
+    assert v >= floor * c
+    hpa = math.ceil(v / c - 1e-9)
+    want = max(target_replicas(rate, lat, c), floor, math.ceil(clean(demand) / c - 1e-9))
+    assert hpa == want
+    if is_active(obs, p, NOW):
+        assert desired_replicas(obs, p, NOW) == max(1, want)
+    else:
+        assert floor == 0 and clean(demand) == 0
+        assert desired_replicas(obs, p, NOW) == 0
+    assert littles_law_load(rate, lat) >= 0
