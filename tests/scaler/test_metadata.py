@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pickspin_scaler.metadata import MetadataError, parse_metadata
 
 
