@@ -49,6 +49,8 @@ lint: install
 bench: bench-router bench-scorer bench-scaler
 
 bench-router: install
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	  || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null)
 	$(BIN)/python bench/bench_router.py
 
 bench-scorer: install

