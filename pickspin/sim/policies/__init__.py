@@ -1,0 +1,28 @@
+"""Autoscaling strategies, one file each; ``build_policy(name, cfg)`` makes one for a run."""
+
+from __future__ import annotations
+
+from ..config import SimConfig
+from .base import Policy
+from .keda_threshold import KedaThresholdPolicy
+from .knative_kpa import KnativeKPAPolicy
+from .pickspin import PickSpinPolicy
+from .static import StaticPolicy
+
+POLICIES: dict[str, type[Policy]] = {
+    "static": StaticPolicy,
+    "knative-kpa": KnativeKPAPolicy,
+    "keda-threshold": KedaThresholdPolicy,
+    "pickspin": PickSpinPolicy,
+}
+
+
+def build_policy(name: str, cfg: SimConfig) -> Policy:
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r} (have {sorted(POLICIES)})") from None
+    return cls(cfg)
+
+
+__all__ = ["POLICIES", "Policy", "build_policy"]
