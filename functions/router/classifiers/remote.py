@@ -127,6 +127,8 @@ class RemoteScorer:
                 "POST", self._url, body=json.dumps({"input": text}).encode(),
                 headers={"Content-Type": "application/json"},
                 timeout=urllib3.Timeout(total=self.timeout_s), retries=False, preload_content=True)
+        except urllib3.exceptions.NewConnectionError:  # (a ConnectTimeoutError subclass in urllib3 2.x)
+            raise self._fail("unavailable", "scorer refused the connection") from None
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError,
                 urllib3.exceptions.ConnectTimeoutError):
             raise self._fail("timeout", f"scorer did not answer within {self.timeout_s}s") from None

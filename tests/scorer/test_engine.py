@@ -1,0 +1,110 @@
+"""The shipped artifact: loads, matches the config's classes, classifies fixed prompts stably."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from functions.scorer.engine import ComplexityModel, ModelLoadError
+from pickspin.config import COMPLEXITY_CLASSES
+from tests.helpers import REPO, subprocess_env
+
+GOLDEN = Path(__file__).with_name("golden.json")
+BATCH_TOLERANCE = 0.05
+
+
+def margin(probs: dict[str, float]) -> float:
+    top = sorted(probs.values(), reverse=True)
+    return top[0] - top[1]
+
+
+FIXED = [
+    "What is the capital of France?",
+    "Prove that there are infinitely many primes of the form 4k+3.",
+    "A 2.0 kg block slides down a frictionless incline of 30 degrees. What is its acceleration?",
+    "Which of the following best describes the doctrine of promissory estoppel in contract law?",
+    "Compute the integral of x^2 e^{-x} from 0 to infinity.",
+]
+
+
+def test_artifact_files_and_size(model_dir: Path) -> None:
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "MODEL_CARD.md"):
+        assert (model_dir / name).is_file(), name
+    size = (model_dir / "model.onnx").stat().st_size
+    assert 1_000_000 < size <= 30 * 1024 * 1024, size
+
+
+def test_label_count_matches_model_and_config(model: ComplexityModel, model_dir: Path) -> None:
+    meta = json.loads((model_dir / "labels.json").read_text())
+    assert tuple(meta["labels"]) == COMPLEXITY_CLASSES == model.labels
+    out = model.predict(["hello there"])[0]
+    assert set(out.probs) == set(COMPLEXITY_CLASSES)
+    assert abs(sum(out.probs.values()) - 1.0) < 1e-5
+    assert out.label == max(out.probs, key=lambda k: out.probs[k])
+    assert model.version and model.version == meta["version"]
+
+
+def test_fixed_prompts_are_stable(model: ComplexityModel) -> None:
+    a = model.predict(FIXED)
+    b = [model.predict([t])[0] for t in FIXED]  # single vs padded batch
+    c = model.predict(FIXED)
+    for x, y, z in zip(a, b, c, strict=True):
+        assert x.label == z.label
+        for k in COMPLEXITY_CLASSES:
+            assert x.probs[k] == z.probs[k]  # same batch -> bit-identical
+            # int8 dynamic quantisation takes activation scales per batch: batch-mates may move a
+            # prompt's probabilities a little, never much (REPORT.md measures the flip rate).
+            assert abs(x.probs[k] - y.probs[k]) < BATCH_TOLERANCE
+        assert x.label == y.label or margin(y.probs) < 2 * BATCH_TOLERANCE
+
+
+def test_fixed_prompts_match_golden(model: ComplexityModel) -> None:
+    """Golden probabilities recorded when the artifact was built: a changed artifact must update them."""
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["version"] == model.version, "artifact changed: regenerate tests/scorer/golden.json"
+    for text, want in zip(FIXED, golden["predictions"], strict=True):
+        got = model.predict([text])[0]
+        assert got.label == want["class"]
+        assert np.allclose([got.probs[k] for k in COMPLEXITY_CLASSES],
+                           [want["probabilities"][k] for k in COMPLEXITY_CLASSES], atol=1e-3)
+
+
+def test_truncates_to_max_length(model: ComplexityModel) -> None:
+    long = "explain the thermodynamics of black holes " * 200
+    p = model.predict([long, "short"])
+    assert p[0].tokens == model.max_length and p[0].truncated
+    assert p[1].tokens < 10 and not p[1].truncated
+
+
+def test_missing_or_inconsistent_artifact(tmp_path: Path, model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"model\.onnx"):
+        ComplexityModel(tmp_path)
+    for name in ("model.onnx", "tokenizer.json"):
+        (tmp_path / name).symlink_to(model_dir / name)
+    (tmp_path / "labels.json").write_text(json.dumps({"labels": ["a", "b"], "max_length": 64}))
+    with pytest.raises(ModelLoadError, match=r"3 outputs but labels\.json lists 2"):
+        ComplexityModel(tmp_path)
+
+
+def test_serving_path_never_imports_torch_or_transformers() -> None:
+    code = (
+        "import sys\n"
+        "from functions.scorer.app import create_app, ScorerSettings\n"
+        "from functions.router.classifiers import build_classifier\n"
+        "import functions.router.classifiers.hybrid, functions.scorer.cli\n"
+        "app = create_app(ScorerSettings(), load_async=False)\n"
+        "r = app.test_client().post('/v1/classify', json={'input': ['a b c', 'prove it']})\n"
+        "assert r.status_code == 200, r.data\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'sklearn'))\n"
+        "print('BAD', bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "BAD []" in r.stdout
