@@ -107,9 +107,6 @@ MODEL_BACKEND = obj({
     "timeout_seconds": i("Knative timeoutSeconds: longest request (s)", minimum=1),
     "response_start_timeout_seconds": i("Knative responseStartTimeoutSeconds: cold start + queue + prefill (s)",
                                         minimum=1),
-    "window_seconds": n("scaler windowSeconds: rate/latency window (s)", minimum=1),
-    "prometheus_address": s("scaler prometheusAddress for this model (default: the scaler's --prometheus)",
-                            pattern="^https?://"),
     "node_selector": smap("nodeSelector (Knative flag kubernetes.podspec-nodeselector)"),
     "tolerations": {"type": "array", "items": {"type": "object"},
                     "description": "tolerations (Knative flag kubernetes.podspec-tolerations)"},
@@ -209,7 +206,7 @@ SCHEMA: dict[str, Any] = {
         "backendDefaults": obj({k: v for k, v in MODEL_BACKEND["properties"].items()
                                 if k in ("port", "health_path", "timeout_seconds", "response_start_timeout_seconds",
                                          "load_seconds", "image_pull_policy", "resources", "env", "node_selector",
-                                         "tolerations", "runtime_class_name", "window_seconds")},
+                                         "tolerations", "runtime_class_name")},
                                desc="defaults for every model's backend block"),
         "models": {"type": "array", "minItems": 1, "items": MODEL, "description": "the service matrix's models"},
         "monitoring": obj({

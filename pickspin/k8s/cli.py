@@ -73,7 +73,6 @@ def _spec_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     s.add_argument("--idle-seconds", type=float, help="tau: idle time before scale to zero")
     s.add_argument("--load-seconds", type=int, help="model load time (KEDA initialCooldownPeriod)")
     s.add_argument("--scaler-address", help="host:port of the PickSpin scaler (default pickspin-scaler.<ns>:6000)")
-    s.add_argument("--prometheus", help="prometheusAddress for this model's trigger")
     c = p.add_argument_group("pod")
     c.add_argument("--image", required=required)
     c.add_argument("--arg", action="append", dest="args", metavar="ARG", help="container arg (repeat)")
@@ -253,7 +252,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model, "tier": args.tier, "kind": args.kind, "served_model_name": args.served_model_name,
         "expected_latency_s": args.expected_latency, "concurrency": args.concurrency, "warm_pool": args.warm_pool,
         "max_replicas": args.max_replicas, "idle_seconds": args.idle_seconds, "load_seconds": args.load_seconds,
-        "scaler_address": args.scaler_address, "prometheus_address": args.prometheus, "image": args.image,
+        "scaler_address": args.scaler_address, "image": args.image,
         "args": tuple(args.args) if args.args is not None else None, "env": _parse_env(args.env), "port": args.port,
         "health_path": args.health_path, "cpu": args.cpu, "memory": args.memory, "memory_limit": args.memory_limit,
         "gpus": args.gpus, "model_claim": args.model_pvc, "model_mount": args.model_mount, "shm_size": args.shm_size,
@@ -365,10 +364,13 @@ def _run(fn: Any, args: argparse.Namespace) -> int:
         print(f"pickspin backends: {e}", file=sys.stderr)
         return e.code
     except Exception as e:
-        if type(e).__name__ == "ApiException":
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        if isinstance(e, ApiException):
             print(f"pickspin backends: {_api_error(e)}", file=sys.stderr)
             return 1
-        if type(e).__name__ in ("MaxRetryError", "NewConnectionError", "ConnectionRefusedError"):
+        if isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError)):
             print(f"pickspin backends: cannot reach the Kubernetes API: {e}", file=sys.stderr)
             return 1
         raise

@@ -446,6 +446,9 @@ def check_spec(spec: BackendSpec) -> list[str]:
 
     if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", spec.name) or len(spec.name) > 63:
         errs.append("name: must be a DNS-1035 label (lower case, starts with a letter, <= 63 chars)")
+    label = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+    if len(spec.model) > 63 or not re.fullmatch(label, spec.model):
+        errs.append("model: must be a valid label value (<= 63 chars: letters, digits, '-', '_', '.')")
     if not spec.image:
         errs.append("image: required")
     if spec.concurrency < 1:

@@ -74,13 +74,11 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- toYaml $b -}}
 {{- end -}}
 
-{{/* the external-push trigger metadata of one model (YAML map of strings) */}}
+{{/* the external-push trigger metadata of one model (YAML map of strings). Only values that the
+  service matrix also holds, so the scaler's --config pre-poll and the trigger ask the same queries. */}}
 {{- define "pickspin.triggerMetadata" -}}
 {{- $sc := include "pickspin.scaling" . | fromYaml -}}
-{{- $b := include "pickspin.backend" . | fromYaml -}}
 {{- $md := dict "scalerAddress" (include "pickspin.scalerAddress" .root) "model" .m.name "tier" .m.tier "concurrency" (toString $sc.concurrency) "warmPool" (toString $sc.warm_pool) "idleSeconds" (toString $sc.idle_seconds) -}}
-{{- if $b.window_seconds -}}{{- $_ := set $md "windowSeconds" (toString $b.window_seconds) -}}{{- end -}}
-{{- if $b.prometheus_address -}}{{- $_ := set $md "prometheusAddress" $b.prometheus_address -}}{{- end -}}
 {{- toYaml $md -}}
 {{- end -}}
 
