@@ -31,6 +31,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rate-per-day", type=float, help="bring the trace to this many requests/day")
     p.add_argument("--scale", choices=["stretch", "thin"], default="stretch",
                    help="how --rate-per-day lowers a real trace: stretch time (default) or thin requests")
+    p.add_argument("--warmup", type=float, default=0.0,
+                   help="seconds replayed before the measured window (the trace's own tail), not measured")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--policies", type=_csv, help="comma-separated (default: static,knative-kpa,keda-threshold,pickspin)")
     p.add_argument("--routing", type=_csv, help="comma-separated routing variants (default: the config's)")
@@ -67,7 +69,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.hours:
             name += f"-{args.hours:g}h"
         scenarios = [Scenario(name=name.lower().replace("_", "-"), trace=args.trace, hours=args.hours,
-                              rate_per_day=args.rate_per_day, scale=args.scale, description=f"--trace {args.trace}")]
+                              rate_per_day=args.rate_per_day, scale=args.scale, warmup_s=args.warmup,
+                              description=f"--trace {args.trace}")]
         primary = scenarios[0].name
     else:
         scenarios = [s for s in cfg.scenarios if not args.scenario or s.name in args.scenario]

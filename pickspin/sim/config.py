@@ -122,6 +122,9 @@ class PickSpinPolicy(_Strict):
 
 
 class Policies(_Strict):
+    # Warm replicas per model at t=0 for the autoscaled policies (Knative initial-scale default 1, a
+    # Deployment's replicas: 1); each policy then scales from there. Static uses static_replicas.
+    initial_replicas: int = Field(default=1, ge=0)
     hpa: HPA = HPA()
     knative_kpa: KnativeKPA = KnativeKPA()
     keda_threshold: KedaThreshold = KedaThreshold()
@@ -134,6 +137,7 @@ class Scenario(_Strict):
     hours: float | None = Field(default=None, gt=0)
     rate_per_day: float | None = Field(default=None, gt=0)
     scale: TraceScale = "stretch"
+    warmup_s: float = Field(default=0.0, ge=0)  # simulated before the measured window (see trace.with_warmup)
     description: str = ""
 
 

@@ -61,6 +61,7 @@ class RunResult:
     timeline_ready: np.ndarray
     timeline_arrivals: np.ndarray  # (T, M) arrivals routed to each model since the previous sample
     wall_s: float
+    measure_from: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +72,7 @@ class Simulation:
         self.work = work
         tr = work.trace
         self.horizon = tr.duration_s
+        self.t0 = tr.measure_from  # accounting and metrics cover [t0, horizon]
         self.timeout = cfg.cluster.request_timeout_s
         self.end_t = self.horizon + self.timeout + 1.0
         self.models = [ModelState(k, m.name, m, cfg.cluster.models[m.name]) for k, m in enumerate(cfg.matrix.models)]
@@ -126,7 +128,7 @@ class Simulation:
             for _ in range(n - k):
                 r = Replica(ms.idx, now, now + cold, cold == 0.0)
                 ms.replicas.append(r)
-                if not warm:
+                if not warm and now >= self.t0:
                     ms.starts += 1
                 if cold > 0.0:
                     self._push(now + cold, _READY, r, None)
@@ -146,20 +148,22 @@ class Simulation:
         ms.replicas.remove(r)
         self._account(ms, r, now)
 
+    def _clip(self, a: float, b: float) -> float:
+        """Length of [a, b] inside the measured window [t0, horizon]."""
+        return max(0.0, min(b, self.horizon) - max(a, self.t0))
+
     def _account(self, ms: ModelState, r: Replica, end: float) -> None:
-        h = self.horizon
-        end = min(end, h)
-        if end <= r.t_created:
-            return
         g = ms.cluster.gpus
-        life = end - r.t_created
+        life = self._clip(r.t_created, end)
+        if life <= 0.0:
+            return
         ms.gpu_s += life * g
         ms.replica_s += life
-        ms.cold_gpu_s += max(0.0, min(r.t_ready, end) - r.t_created) * g
+        ms.cold_gpu_s += self._clip(r.t_created, min(r.t_ready, end)) * g
         busy = r.busy_s
         if r.active > 0:
-            busy += max(0.0, end - min(r.busy_since, end))
-        ready_time = max(0.0, end - r.t_ready) if r.t_ready < end else 0.0
+            busy += self._clip(r.busy_since, end)
+        ready_time = self._clip(r.t_ready, end) if r.t_ready < end else 0.0
         ms.idle_gpu_s += max(0.0, ready_time - busy) * g
 
     # -- request path -----------------------------------------------------------------------
@@ -178,7 +182,8 @@ class Simulation:
         ms.arrival_t.append(now)
         ms.last_arrival = now
         if not any(r.ready and not r.draining for r in ms.replicas):
-            ms.cold_requests += 1
+            if now >= self.t0:
+                ms.cold_requests += 1
             self.cold[i] = True
         ms.pending.append(i)
         self.policy.on_arrival(self, ms, now)
@@ -222,8 +227,7 @@ class Simulation:
         now = self.now
         r.active -= 1
         if r.active == 0:
-            h = self.horizon
-            r.busy_s += max(0.0, min(now, h) - min(r.busy_since, h))
+            r.busy_s += self._clip(r.busy_since, now)
         ms.running -= 1
         ok = i not in self._doomed
         if not ok:
@@ -333,7 +337,9 @@ class Simulation:
         return self._result(time.perf_counter() - t0)
 
     def _result(self, wall: float) -> RunResult:
+        """Per-request arrays of the measured requests (arrival >= t0) and per-model accounting."""
         t_arr = self.work.trace.t
+        keep = t_arr >= self.t0
         ok = self.status == OK
         lat = np.where(ok, self.t_done - t_arr, np.nan)
         ttft = np.where(ok, self.t_first - t_arr, np.nan)
@@ -346,28 +352,31 @@ class Simulation:
             c = self.work.correct
             m = self.model_of
             pr = self.work.prompt_of
-            correct = np.where(m >= 0, c[pr, np.maximum(m, 0)], -1).astype(np.int8)
+            correct = np.where(m >= 0, c[pr, np.maximum(m, 0)], -1).astype(np.int8)[keep]
+        model_of = self.model_of[keep]
+        span = self.horizon - self.t0
         per_model: dict[str, dict[str, float]] = {}
         tl_rep = np.asarray(self._tl_rep, dtype=float) if self._tl_rep else np.zeros((0, len(self.models)))
+        tl_t = np.asarray(self._tl_t)
+        in_window = tl_t >= self.t0
         for ms in self.models:
-            routed = int((self.model_of == ms.idx).sum())
             per_model[ms.name] = {
-                "requests": routed,
+                "requests": int((model_of == ms.idx).sum()),
                 "gpu_seconds": ms.gpu_s,
                 "cold_start_gpu_seconds": ms.cold_gpu_s,
                 "idle_gpu_seconds": ms.idle_gpu_s,
                 "replica_seconds": ms.replica_s,
                 "cold_starts": ms.starts,
                 "cold_start_requests": ms.cold_requests,
-                "mean_replicas": ms.replica_s / self.horizon if self.horizon > 0 else 0.0,
-                "max_replicas": float(tl_rep[:, ms.idx].max()) if len(tl_rep) else 0.0,
+                "mean_replicas": ms.replica_s / span if span > 0 else 0.0,
+                "max_replicas": float(tl_rep[in_window, ms.idx].max()) if in_window.any() else 0.0,
                 "usd": ms.gpu_s * self.cfg.cluster.gpu.usd_per_gpu_second,
             }
         return RunResult(
             policy=self.policy.name, routing=self.router.variant.name, horizon_s=self.horizon,
-            status=self.status.copy(), latency=lat, ttft=ttft, tpot=tpot, model_of=self.model_of.copy(),
-            cold=self.cold.copy(), correct=correct, models=[ms.name for ms in self.models], per_model=per_model,
-            timeline_t=np.asarray(self._tl_t), timeline_replicas=tl_rep,
+            status=self.status[keep].copy(), latency=lat[keep], ttft=ttft[keep], tpot=tpot[keep], model_of=model_of,
+            cold=self.cold[keep].copy(), correct=correct, models=[ms.name for ms in self.models], per_model=per_model,
+            timeline_t=tl_t, timeline_replicas=tl_rep,
             timeline_ready=np.asarray(self._tl_ready, dtype=float) if self._tl_ready else tl_rep.copy(),
             timeline_arrivals=np.asarray(self._tl_arr, dtype=float) if self._tl_arr else tl_rep.copy(),
-            wall_s=wall)
+            wall_s=wall, measure_from=self.t0)

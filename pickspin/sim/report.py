@@ -132,15 +132,18 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
             ax2.set_ylabel("req/min", color="0.4")
             ax.set_zorder(ax2.get_zorder() + 1)
             ax.patch.set_visible(False)
+            if res.measure_from > 0:
+                ax.axvspan(0, res.measure_from / 3600.0, color="0.6", alpha=0.15, lw=0)
             for j, m in enumerate(res.models):
-                ax.step(t, res.timeline_replicas[:, j], where="post", label=f"{m} ({cfg.cluster.models[m].gpus} GPU)")
+                ax.step(t, res.timeline_replicas[:, j], where="post", lw=3.2 - 1.0 * j,
+                        label=f"{m} ({cfg.cluster.models[m].gpus} GPU)")
             row = sr.rows[k]
             ax.set_title(f"{k}: {row['gpu_seconds_per_query']:.2f} GPU-s/query, p95 {row['p95_latency_s']} s, "
                          f"{row['cold_starts']} cold starts", fontsize=9)
             ax.set_ylabel("replicas")
             ax.set_ylim(bottom=0)
         axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
-        axes[-1, 0].set_xlabel("hours")
+        axes[-1, 0].set_xlabel("hours (shaded: warm-up, not measured)")
         fig.suptitle(f"Replicas per model against the load - {sr.scenario.name}", fontsize=10)
         fig.tight_layout()
         p = out_dir / f"sim_replicas_{sr.scenario.name}.png"

@@ -18,7 +18,7 @@ from .metrics import relative, summarize
 from .policies import build_policy
 from .prompts import Estimates, PromptPool, estimate_pool
 from .routing import variant
-from .trace import Trace, build_trace
+from .trace import Trace, build_trace, with_warmup
 
 log = logging.getLogger("pickspin.sim")
 
@@ -63,7 +63,8 @@ def run_scenario(cfg: SimConfig, sc: Scenario, pool: PromptPool, estimates: dict
     t0 = time.perf_counter()
     routings = list(routings or cfg.routing_variants)
     rng = np.random.default_rng([seed, zlib.crc32(sc.name.encode())])
-    trace = build_trace(sc.trace, hours=sc.hours, rate_per_day=sc.rate_per_day, scale=sc.scale, rng=rng)
+    trace = with_warmup(build_trace(sc.trace, hours=sc.hours, rate_per_day=sc.rate_per_day, scale=sc.scale, rng=rng),
+                        sc.warmup_s)
     prompt_of = rng.integers(0, len(pool), size=len(trace))
     out = ScenarioResult(sc, trace)
     runs: list[tuple[str, str]] = []

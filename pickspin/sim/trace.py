@@ -58,6 +58,7 @@ class Trace:
     streams: list[str]
     duration_s: float
     notes: list[str] = field(default_factory=list)
+    measure_from: float = 0.0  # requests before this are warm-up: simulated, not measured
 
     def __len__(self) -> int:
         return int(self.t.shape[0])
@@ -66,9 +67,16 @@ class Trace:
     def rate_per_day(self) -> float:
         return len(self) / self.duration_s * 86400.0 if self.duration_s > 0 else 0.0
 
+    @property
+    def measured(self) -> np.ndarray:
+        return self.t >= self.measure_from
+
     def summary(self) -> dict[str, object]:
-        return {"name": self.name, "requests": len(self), "duration_s": round(self.duration_s, 1),
-                "rate_per_day": round(self.rate_per_day, 1), "streams": self.streams,
+        n = int(self.measured.sum())
+        dur = self.duration_s - self.measure_from
+        return {"name": self.name, "requests": n, "duration_s": round(dur, 1),
+                "rate_per_day": round(n / dur * 86400.0, 1) if dur > 0 else 0.0,
+                "warmup_s": self.measure_from, "warmup_requests": len(self) - n, "streams": self.streams,
                 "mean_input_tokens": round(float(self.in_tok.mean()), 1) if len(self) else 0.0,
                 "mean_output_tokens": round(float(self.out_tok.mean()), 1) if len(self) else 0.0,
                 "notes": self.notes}
@@ -114,7 +122,7 @@ def load_azure(kind: str) -> Trace:
     t = np.asarray(ts)
     # Both Azure files start within the same minute; align to the hour the trace covers (18:15 -> 19:15).
     t = t - t.min()
-    dur = 3600.0 if t.max() <= 3600.0 else float(t.max())
+    dur = float(t.max()) * (1.0 + 1.0 / max(1, len(t) - 1))  # the span plus one mean gap, so tiles abut
     return _sorted(kind, t, np.asarray(ins), np.asarray(outs), np.zeros(len(ts), np.int64),
                    [kind.removeprefix("azure-")], dur, [f"source: {p.name}"])
 
@@ -225,6 +233,21 @@ def rescale(tr: Trace, *, hours: float | None, rate_per_day: float | None, mode:
     m = t < dur
     name = tr.name + (f"@{rate_per_day:.0f}/day-{mode}" if rate_per_day is not None else "")
     return _sorted(name, t[m], i[m], o[m], s[m], tr.streams, dur, notes)
+
+
+def with_warmup(tr: Trace, warmup_s: float) -> Trace:
+    """Prepend the trace's own last ``warmup_s`` seconds as a warm-up, so the measured part is unchanged."""
+    if warmup_s <= 0:
+        return tr
+    w = min(warmup_s, tr.duration_s)
+    cut = tr.duration_s - w
+    tail = tr.t >= cut
+    t = np.concatenate([tr.t[tail] - cut, tr.t + w])
+    idx = np.concatenate([np.flatnonzero(tail), np.arange(len(tr))])
+    out = _sorted(tr.name, t, tr.in_tok[idx], tr.out_tok[idx], tr.stream[idx], tr.streams, tr.duration_s + w,
+                  [*tr.notes, f"warm-up: the last {w:.0f} s replayed first, not measured"])
+    out.measure_from = w
+    return out
 
 
 def build_trace(spec: str, *, hours: float | None, rate_per_day: float | None, scale: str,

@@ -36,9 +36,12 @@ class KedaThresholdPolicy(Policy):
         hpa = self.cfg.policies.hpa
         for ms in sim.models:
             h = HorizontalPodAutoscaler(hpa, self.p.min_replicas, ms.model.scaling.max_replicas)
-            self.objects[ms.idx] = KedaScaledObject(h, self.p.min_replicas, self.p.cooldown_s)
-            if self.p.min_replicas > 0:
-                sim.scale(ms, self.p.min_replicas, 0.0, warm=True)
+            so = KedaScaledObject(h, self.p.min_replicas, self.p.cooldown_s)
+            so.last_active = 0.0  # the cooldown counts from the deployment
+            self.objects[ms.idx] = so
+            n = min(max(self.p.min_replicas, self.cfg.policies.initial_replicas), ms.model.scaling.max_replicas)
+            if n > 0:
+                sim.scale(ms, n, 0.0, warm=True)
         sim.every(self.p.polling_interval_s, self.poll)
         sim.every(hpa.sync_period_s, self.sync)
 

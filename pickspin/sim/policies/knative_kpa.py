@@ -43,7 +43,11 @@ class KnativeKPAPolicy(Policy):
     def attach(self, sim: Simulation) -> None:
         self.sim = sim
         for ms in sim.models:
-            self.state[ms.idx] = _State(deque([(0.0, 0.0)]))
+            # A revision starts at initial-scale and counts as just used (no scale-to-zero before a window).
+            self.state[ms.idx] = _State(deque([(0.0, 0.0)]), last_busy=0.0)
+            n = min(self.cfg.policies.initial_replicas, ms.model.scaling.max_replicas)
+            if n > 0:
+                sim.scale(ms, n, 0.0, warm=True)
         sim.every(self.p.tick_s, self.tick)
 
     def on_arrival(self, sim: Simulation, ms: ModelState, now: float) -> None:

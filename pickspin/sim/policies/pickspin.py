@@ -74,9 +74,12 @@ class PickSpinPolicy(Policy):
             md = self.metadata(ms.name)
             params = scaler_policy.Params(concurrency=md.concurrency, floor=md.floor(), idle_seconds=md.idle_seconds)
             h = HorizontalPodAutoscaler(hpa, 0, ms.model.scaling.max_replicas, self.p.hpa_scale_down_stabilization_s)
-            self.state[ms.idx] = _State(md, params, KedaScaledObject(h, 0, self.p.keda_cooldown_s))
-            if params.floor > 0:
-                sim.scale(ms, min(params.floor, ms.model.scaling.max_replicas), 0.0, warm=True)
+            so = KedaScaledObject(h, 0, self.p.keda_cooldown_s)
+            so.last_active = 0.0  # the cooldown counts from the deployment
+            self.state[ms.idx] = _State(md, params, so)
+            n = min(max(params.floor, self.cfg.policies.initial_replicas), ms.model.scaling.max_replicas)
+            if n > 0:
+                sim.scale(ms, n, 0.0, warm=True)
         sim.every(self.p.poll_interval_s, self.poll)
         sim.every(hpa.sync_period_s, self.sync)
 
