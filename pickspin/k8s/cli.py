@@ -379,8 +379,8 @@ def _run(fn: Any, args: argparse.Namespace) -> int:
 def _print_kn(spec: kn.BackendSpec, ns: str, action: str) -> None:
     print("# kn equivalent:")
     print(kn.kn_command_str(spec, ns, action=action))
-    print(f"# (kn has no flag for responseStartTimeoutSeconds={spec.response_start_timeout_seconds}; "
-          "set it with kubectl edit/patch or this command)")
+    for gap in kn.kn_gaps(spec):
+        print(f"# not expressible with kn, set with kubectl (or use this command): {gap}")
 
 
 def cmd_add(args: argparse.Namespace) -> int:

@@ -322,10 +322,10 @@ def kn_command(spec: BackendSpec, namespace: str, *, action: str = "create") -> 
            "--scale-min", "0", "--scale-max", str(spec.max_replicas)]
     if action == "create":
         cmd += ["--cluster-local"]
-    for a in spec.args:
-        cmd += ["--arg", a]
+    # --arg=VALUE: a value starting with "-" would otherwise be read as a kn flag
     if spec.command:
-        cmd += ["--cmd", spec.command[0]] + [x for a in spec.command[1:] for x in ("--arg", a)]
+        cmd += [f"--cmd={spec.command[0]}"] + [f"--arg={a}" for a in spec.command[1:]]
+    cmd += [f"--arg={a}" for a in spec.args]
     for k, v in spec.env.items():
         cmd += ["--env", f"{k}={v}"]
     res = _resources(spec)
@@ -348,6 +348,17 @@ def kn_command(spec: BackendSpec, namespace: str, *, action: str = "create") -> 
 
 def kn_command_str(spec: BackendSpec, namespace: str, *, action: str = "create") -> str:
     return " ".join(shlex.quote(p) for p in kn_command(spec, namespace, action=action))
+
+
+def kn_gaps(spec: BackendSpec) -> list[str]:
+    """Settings of the Knative Service that the kn command line cannot express."""
+    gaps = [f"responseStartTimeoutSeconds={spec.response_start_timeout_seconds} (no kn flag)"]
+    if spec.model_claim:
+        gaps.append("the PVC mount read-only (kn mounts it read-write, which needs "
+                    "kubernetes.podspec-persistent-volume-write)")
+    if spec.shm_size:
+        gaps.append(f"the memory-backed /dev/shm emptyDir of {spec.shm_size}")
+    return gaps
 
 
 # -- reading back --------------------------------------------------------------------------
