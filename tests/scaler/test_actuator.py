@@ -1,0 +1,187 @@
+"""The local activator: cold start on first request, held requests, stop after tau, warm floor, streaming."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from pickspin_scaler.actuator import STATUS_PATH, LocalActivator
+
+from pickspin.config import ServiceMatrix, parse_config
+
+from .conftest import free_port, wait_until
+
+STUB = Path(__file__).with_name("stub_backend.py")
+HTTP = urllib3.PoolManager(maxsize=16, retries=False)
+CHAT = json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def matrix(port: int, *, idle: float = 1.5, tier: str = "large", warm_pool: int | None = None,
+           cold_start_timeout: float = 20.0) -> ServiceMatrix:
+    scaling: dict[str, Any] = {"concurrency": 2, "idle_seconds": idle}
+    if warm_pool is not None:
+        scaling["warm_pool"] = warm_pool
+    return parse_config({
+        "models": [{"name": "m", "tier": tier, "capability": {"low": 1, "medium": 1, "high": 1},
+                    "cost": {"per_1k_tokens": 0.1}, "scaling": scaling,
+                    "backends": [{"name": "m-local", "kind": "vllm", "url": f"http://127.0.0.1:{port}",
+                                  "served_model_name": "m-served",
+                                  "launch": {"type": "sim", "startup_timeout_s": 20}}]}],
+        "router": {"cold_start_timeout_s": cold_start_timeout, "retry_after_s": 3}})
+
+
+def stub_command(*extra: str) -> Any:
+    return lambda port: [sys.executable, str(STUB), "--port", str(port), *extra]
+
+
+def make(tmp_path: Path, *extra: str, **kw: Any) -> LocalActivator:
+    port = free_port()
+    m = matrix(port, **kw)
+    return LocalActivator(m, m.models[0].backends[0], stub_command(*extra), control_interval_s=0.1,
+                          log_path=tmp_path / "backend.log")
+
+
+@pytest.fixture
+def activators() -> Iterator[list[LocalActivator]]:
+    made: list[LocalActivator] = []
+    yield made
+    for a in made:
+        a.stop()
+
+
+def post(url: str, body: bytes = CHAT, timeout: float = 30.0) -> urllib3.BaseHTTPResponse:
+    return HTTP.request("POST", f"{url}/v1/chat/completions", body=body,
+                        headers={"Content-Type": "application/json"}, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not alive either
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_cold_start_on_first_request_holds_a_burst_then_stops_after_tau(
+        tmp_path: Path, activators: list[LocalActivator]) -> None:
+    act = make(tmp_path, "--startup-delay", "0.8", idle=1.5)
+    activators.append(act)
+    act.start()
+    # The router's health probe is answered by the activator: it does not wake the backend.
+    r = HTTP.request("GET", f"{act.url}/health", timeout=5)
+    assert r.status == 200 and json.loads(r.data)["activator"] == "cold"
+    assert act.state == "cold" and act.starts == 0
+    # A burst arrives while cold: every request is held until the one process is ready, none fails.
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        results = list(ex.map(lambda _: post(act.url), range(6)))
+    assert [x.status for x in results] == [200] * 6
+    pids = {json.loads(x.data)["pid"] for x in results}
+    assert len(pids) == 1 and act.starts == 1
+    pid = pids.pop()
+    assert act.state == "ready" and alive(pid)
+    assert results[0].headers["X-PickSpin-Activator"] == "m-local"
+    # Warm now: health is the backend's own.
+    assert json.loads(HTTP.request("GET", f"{act.url}/health", timeout=5).data)["pid"] == pid
+    # Idle past tau (1.5 s), floor 0 (large tier): the process is stopped.
+    wait_until(lambda: act.state == "cold", 15, 0.05, "stop after tau")
+    assert act.stops == 1
+    wait_until(lambda: not alive(pid), 10, 0.05, "backend process gone")
+    # ...and the next request cold-starts it again.
+    again = post(act.url)
+    assert again.status == 200 and json.loads(again.data)["pid"] != pid and act.starts == 2
+
+
+def test_status_reports_policy_and_demand(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    act = make(tmp_path, idle=30)
+    activators.append(act)
+    act.start()
+    assert post(act.url).status == 200
+    st = json.loads(HTTP.request("GET", f"{act.url}{STATUS_PATH}", timeout=5).data)
+    assert st["state"] == "ready" and st["inflight"] == 0 and st["starts"] == 1
+    assert st["policy"]["active"] is True and st["policy"]["floor"] == 0 and st["policy"]["idle_seconds"] == 30
+
+
+def test_warm_floor_prestarts_and_is_never_stopped(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    act = make(tmp_path, idle=0.3, tier="small")  # the small tier's default warm pool is 1
+    activators.append(act)
+    assert act.params.floor == 1
+    act.start()
+    wait_until(lambda: act.state == "ready", 15, 0.05, "pre-warm of the floor")
+    assert post(act.url).status == 200
+    # Many control cycles past tau: still running, never stopped.
+    wait_until(lambda: act.status()["idle_s"] is not None and act.status()["idle_s"] > 1.5, 10, 0.05, "idle > 5 tau")
+    assert act.state == "ready" and act.stops == 0 and act.starts == 1
+
+
+def test_cold_start_timeout_is_503_with_retry_after(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    act = make(tmp_path, "--startup-delay", "3", cold_start_timeout=0.5, idle=30)
+    activators.append(act)
+    act.start()
+    r = post(act.url)
+    assert r.status == 503
+    assert r.headers["Retry-After"] == "3"
+    err = json.loads(r.data)["error"]
+    assert err["code"] == "cold_start_timeout" and err["type"] == "service_unavailable"
+    assert "cold start" in err["message"]
+    # The start goes on in the background: a later request is served.
+    wait_until(lambda: act.state == "ready", 15, 0.05, "backend ready")
+    assert post(act.url).status == 200
+
+
+def test_failed_start_fails_fast_and_probe_says_so(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    port = free_port()
+    m = matrix(port, idle=30)
+    act = LocalActivator(m, m.models[0].backends[0], lambda p: [sys.executable, "-c", "raise SystemExit(3)"],
+                         control_interval_s=0.1)
+    activators.append(act)
+    act.start()
+    r = post(act.url, timeout=15)
+    assert r.status == 503
+    err = json.loads(r.data)["error"]
+    assert err["code"] == "backend_unavailable" and "code 3" in err["message"]
+    assert HTTP.request("GET", f"{act.url}/health", timeout=5).status == 503  # the router fails over
+
+
+def test_streaming_is_passed_through_chunk_by_chunk(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    gate = tmp_path / "gate"
+    act = make(tmp_path, "--gate", str(gate), idle=30)
+    activators.append(act)
+    act.start()
+    body = json.dumps({"model": "x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    r = HTTP.request("POST", f"{act.url}/v1/chat/completions", body=body, preload_content=False,
+                     headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+    first = r.read1(65536)
+    # The backend holds the rest until the gate exists: the first chunk can only be here if it was relayed
+    # on its own, before the backend finished.
+    assert first == b'data: {"n": 0}\n\n'
+    assert act.status()["inflight"] == 1  # a stream in progress is demand
+    gate.write_text("open")
+    rest = r.read()
+    assert rest == b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: {"n": 3}\n\ndata: [DONE]\n\n'
+    r.release_conn()
+    wait_until(lambda: act.status()["inflight"] == 0, 5, 0.05, "demand released")
+
+
+def test_stop_terminates_the_backend(tmp_path: Path) -> None:
+    act = make(tmp_path, idle=300)
+    act.start()
+    try:
+        pid = json.loads(post(act.url).data)["pid"]
+        assert alive(pid)
+    finally:
+        act.stop()
+    wait_until(lambda: not alive(pid), 10, 0.05, "backend terminated by stop()")
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        HTTP.request("GET", f"{act.url}/health", timeout=2)
