@@ -12,7 +12,16 @@ import pytest
 
 from pickspin.k8s import knative as kn
 
-from .conftest import VALUE_SETS, knative_docs, need_crds, render, validate_builtin, validate_cr
+from .conftest import (
+    VALUE_SETS,
+    helm_bin,
+    knative_docs,
+    need_crds,
+    need_helm,
+    render,
+    validate_builtin,
+    validate_cr,
+)
 
 CR_GROUPS = ("serving.knative.dev", "keda.sh")
 # prometheus-operator kinds: no CRD here; checked for shape below.
@@ -24,8 +33,13 @@ def _is_cr(d: dict[str, Any]) -> bool:
 
 
 def _all_docs() -> list[tuple[str, dict[str, Any]]]:
-    out = [(f"helm:{name}", d) for name in sorted(VALUE_SETS) for d in render(name)]
+    # without helm (no `make install`) the chart's objects are missing here; test_helm_present says so
+    out = [(f"helm:{name}", d) for name in sorted(VALUE_SETS) for d in render(name)] if helm_bin() else []
     return out + knative_docs()
+
+
+def test_helm_present() -> None:
+    need_helm()
 
 
 def _ids(docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -40,7 +54,7 @@ BUILTINS = [x for x in ALL if not _is_cr(x[1]) and x[1]["kind"] not in OPERATOR_
 def test_there_is_something_to_validate() -> None:
     kinds = {d["kind"] for _, d in CRS}
     assert kinds == {"Service", "ScaledObject"}
-    assert len([1 for _, d in CRS if d["kind"] == "Service"]) >= 12
+    assert len([1 for _, d in CRS if d["kind"] == "Service"]) >= (12 if helm_bin() else 5)
 
 
 @pytest.mark.parametrize(("src", "doc"), CRS, ids=_ids(CRS))
@@ -59,7 +73,7 @@ BACKENDS = [(src, d) for src, d in CRS if d["kind"] == "Service"
 
 
 def test_backends_found() -> None:
-    assert len(BACKENDS) >= 7  # 1 default + 3 gpu + 1 kind + 2 knative/
+    assert len(BACKENDS) >= (7 if helm_bin() else 2)  # 1 default + 3 gpu + 1 kind + 2 knative/
 
 
 @pytest.mark.parametrize(("src", "doc"), BACKENDS, ids=_ids(BACKENDS))
@@ -133,6 +147,7 @@ def test_validator_rejects_broken_scaled_object(mutate: Any) -> None:
 
 
 def test_kubernetes_validate_rejects_unknown_field() -> None:
+    need_helm()
     import kubernetes_validate
 
     dep = copy.deepcopy(next(d for _, d in BUILTINS if d["kind"] == "Deployment"))
