@@ -34,7 +34,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=float, default=0.0,
                    help="seconds replayed before the measured window (the trace's own tail), not measured")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policies", type=_csv, help="comma-separated (default: static,knative-kpa,keda-threshold,pickspin)")
+    p.add_argument("--policies", type=_csv, help="comma-separated (default: static,knative-kpa,keda-threshold,pickspin,static-peak)")
     p.add_argument("--routing", type=_csv, help="comma-separated routing variants (default: the config's)")
     p.add_argument("--prompt-pool", type=int, default=2000, help="distinct prompts sampled from MMLU-Pro (default 2000)")
     p.add_argument("--synthetic-prompts", action="store_true", help="templated prompts, no outcomes (no shared data)")
@@ -106,8 +106,9 @@ def _run(args: argparse.Namespace) -> int:
                       config_path=str(Path(args.config) if args.config else DEFAULT_SIM_CONFIG.relative_to(REPO)),
                       notes=notes, runtime_s=runtime, plots=not args.no_plots)
     for sr in results:
-        print(f"{sr.scenario.name}: {len(sr.trace)} requests, {len(sr.rows)} runs in {sr.runtime_s:.1f} s")
-        for k in ("static", "knative-kpa", "keda-threshold", "pickspin"):
+        print(f"{sr.scenario.name}: {sr.trace.summary()['requests']} requests measured, {len(sr.rows)} runs "
+              f"in {sr.runtime_s:.1f} s")
+        for k in ("static", "static-peak", "knative-kpa", "keda-threshold", "pickspin"):
             r = sr.rows.get(k)
             if r:
                 print(f"  {k:15s} success {r['success_rate']}  p50 {r['p50_latency_s']} s  p99 {r['p99_latency_s']} s  "

@@ -76,6 +76,7 @@ class ModelState:
     # Router telemetry for this model's (single) backend.
     ewma_latency: float = 1.0
     observations: int = 0
+    last_observed: float | None = None
     outcomes: deque[bool] = field(default_factory=deque)
     error_rate: float = 0.0
     # Accounting.

@@ -170,7 +170,7 @@ class Simulation:
     def _arrival(self, i: int) -> None:
         now = self.now
         est = self.work.estimates[self.prompt_of[i]]
-        m = self.router.choose(est)
+        m = self.router.choose(est, now)
         if m is None:
             self.status[i] = REJECTED
             return
@@ -254,6 +254,7 @@ class Simulation:
             a = self.ewma_alpha
             ms.ewma_latency = lat if ms.observations == 0 else (1 - a) * ms.ewma_latency + a * lat
             ms.observations += 1
+            ms.last_observed = now
 
     def _purge(self, ms: ModelState) -> None:
         """Fail queued requests whose deadline has passed (the activator / queue-proxy timeout)."""

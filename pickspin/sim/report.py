@@ -14,7 +14,7 @@ from .config import SimConfig
 from .runner import ScenarioResult, run_key
 
 PAPER = {"success_rate": 0.216, "mean_latency_s": -0.30, "cost_per_query_usd": -0.33}
-POLICY_ORDER = ("static", "knative-kpa", "keda-threshold", "pickspin")
+POLICY_ORDER = ("static", "static-peak", "knative-kpa", "keda-threshold", "pickspin")
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -118,7 +118,8 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths: list[Path] = []
-    keys = [k for k in POLICY_ORDER if run_key(k, cfg.default_routing, cfg.default_routing) in sr.results]
+    keys = [k for k in ("static", "knative-kpa", "keda-threshold", "pickspin")
+            if run_key(k, cfg.default_routing, cfg.default_routing) in sr.results]
     if keys:
         fig, axes = plt.subplots(len(keys), 1, figsize=(11, 2.3 * len(keys) + 0.6), sharex=True, squeeze=False)
         for ax, k in zip(axes[:, 0], keys, strict=True):
@@ -152,7 +153,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
         paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    markers = {"static": "s", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o"}
+    markers = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o"}
     routings = sorted({r["routing"] for r in sr.rows.values()})
     colors = {r: f"C{i}" for i, r in enumerate(routings)}
     for k, r in sr.rows.items():

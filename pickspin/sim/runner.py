@@ -22,7 +22,7 @@ from .trace import Trace, build_trace, with_warmup
 
 log = logging.getLogger("pickspin.sim")
 
-DEFAULT_POLICIES = ("static", "knative-kpa", "keda-threshold", "pickspin")
+DEFAULT_POLICIES = ("static", "knative-kpa", "keda-threshold", "pickspin", "static-peak")
 
 
 def run_key(policy: str, routing: str, default_routing: str) -> str:
@@ -68,12 +68,14 @@ def run_scenario(cfg: SimConfig, sc: Scenario, pool: PromptPool, estimates: dict
     prompt_of = rng.integers(0, len(pool), size=len(trace))
     out = ScenarioResult(sc, trace)
     runs: list[tuple[str, str]] = []
+    # static-peak needs PickSpin's peak replicas on the same routing: run it last.
+    ordered = sorted(policies, key=lambda p: p == "static-peak")
     for r in routings:
         e = estimates[variant(r, cfg.matrix).classifier]
         if e.per_prompt is None:
             out.skipped[r] = e.reason or "unavailable"
             continue
-        runs += [(p, r) for p in policies]
+        runs += [(p, r) for p in ordered]
     bar = tqdm(total=len(trace) * len(runs), desc=f"sim {sc.name}", unit="req", disable=not progress,
                mininterval=0.5)
     for pol, r in runs:
@@ -81,7 +83,10 @@ def run_scenario(cfg: SimConfig, sc: Scenario, pool: PromptPool, estimates: dict
         est = estimates[v.classifier].per_prompt
         assert est is not None
         work = Workload(trace, prompt_of, est, pool.correct)
-        sim = Simulation(cfg, work, v, build_policy(pol, cfg))
+        peak = None
+        if pol == "static-peak" and (ps := out.results.get(run_key("pickspin", r, cfg.default_routing))) is not None:
+            peak = {m: round(v["max_replicas"]) for m, v in ps.per_model.items()}
+        sim = Simulation(cfg, work, v, build_policy(pol, cfg, static_replicas=peak))
         bar.set_postfix_str(f"{pol}/{r}")
         res = sim.run(progress=bar.update)
         key = run_key(pol, r, cfg.default_routing)

@@ -7,21 +7,25 @@ from .base import Policy
 from .keda_threshold import KedaThresholdPolicy
 from .knative_kpa import KnativeKPAPolicy
 from .pickspin import PickSpinPolicy
-from .static import StaticPolicy
+from .static import StaticPeakPolicy, StaticPolicy
 
 POLICIES: dict[str, type[Policy]] = {
     "static": StaticPolicy,
+    "static-peak": StaticPeakPolicy,
     "knative-kpa": KnativeKPAPolicy,
     "keda-threshold": KedaThresholdPolicy,
     "pickspin": PickSpinPolicy,
 }
 
 
-def build_policy(name: str, cfg: SimConfig) -> Policy:
+def build_policy(name: str, cfg: SimConfig, *, static_replicas: dict[str, int] | None = None) -> Policy:
+    """A policy for one run; ``static_replicas`` fixes the replicas of ``static`` / ``static-peak``."""
     try:
         cls = POLICIES[name]
     except KeyError:
         raise ValueError(f"unknown policy {name!r} (have {sorted(POLICIES)})") from None
+    if issubclass(cls, StaticPolicy):
+        return cls(cfg, static_replicas)
     return cls(cfg)
 
 
