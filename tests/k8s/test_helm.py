@@ -153,3 +153,11 @@ def test_notes_render(tmp_chart: Path) -> None:
     assert "helm test pickspin -n pickspin" in text
     assert "llama70b-vllm  model=llama-3.1-70b tier=large" in text
     assert "kubernetes.podspec-persistent-volume-claim" in text
+
+
+def test_semantic_routing_without_a_scorer_fails_with_a_message() -> None:
+    p = run_helm("template", "pickspin", str(CHART), "--set", "scorer.enabled=false", check=False)
+    assert p.returncode != 0
+    assert 'routing.mode "hybrid" needs the scorer' in p.stderr
+    ok = run_helm("template", "pickspin", str(CHART), "--set", "scorer.enabled=false", "--set", "routing.mode=keyword")
+    assert "pickspin-scorer" not in ok.stdout

@@ -94,6 +94,10 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- $models = append $models (dict "name" $m.name "tier" $m.tier "capability" $m.capability "cost" $m.cost "scaling" $sc "backends" (list $be)) -}}
 {{- end -}}
 {{- $routing := deepCopy (.Values.routing | default dict) -}}
+{{- $sc0 := get $routing "scorer" | default dict -}}
+{{- if and (not .Values.scorer.enabled) (ne (get $routing "mode" | default "keyword") "keyword") (not $sc0.url) (not $sc0.model_dir) -}}
+{{- fail (printf "routing.mode %q needs the scorer: set scorer.enabled=true, routing.scorer.url, or routing.mode=keyword" (get $routing "mode")) -}}
+{{- end -}}
 {{- if .Values.scorer.enabled -}}
 {{- $sr := deepCopy (get $routing "scorer" | default dict) -}}
 {{- if not $sr.url -}}{{- $_ := set $sr "url" (include "pickspin.ksvcUrl" (dict "root" $root "name" (include "pickspin.scorerName" $root))) -}}{{- end -}}
