@@ -68,8 +68,11 @@ up() {
     say "kind cluster $CLUSTER exists"
   else
     say "creating kind cluster $CLUSTER ($KIND_NODE_IMAGE)"
-    sed "s/__HTTP_PORT__/$HTTP_PORT/" "$HERE/kind-config.yaml" | kind create cluster --name "$CLUSTER" \
-      --image "$KIND_NODE_IMAGE" --config - --wait 120s
+    local cfg
+    cfg="$(mktemp)"
+    sed "s/__HTTP_PORT__/$HTTP_PORT/" "$HERE/kind-config.yaml" > "$cfg"
+    kind create cluster --name "$CLUSTER" --image "$KIND_NODE_IMAGE" --config "$cfg" --wait 120s
+    rm -f "$cfg"
   fi
 
   say "Knative Serving $KNATIVE_VERSION (CRDs + core; no serving-hpa: autoscaler-keda replaces it)"
