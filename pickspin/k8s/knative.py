@@ -455,8 +455,9 @@ def check_spec(spec: BackendSpec) -> list[str]:
     errs: list[str] = []
     import re
 
-    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", spec.name) or len(spec.name) > 63:
-        errs.append("name: must be a DNS-1035 label (lower case, starts with a letter, <= 63 chars)")
+    # <= 54: the revision "<name>-00001" must stay a 63-character label (same limit as the chart's schema)
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", spec.name) or len(spec.name) > 54:
+        errs.append("name: must be a DNS-1035 label (lower case, starts with a letter, <= 54 chars)")
     label = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
     if len(spec.model) > 63 or not re.fullmatch(label, spec.model):
         errs.append("model: must be a valid label value (<= 63 chars: letters, digits, '-', '_', '.')")

@@ -88,7 +88,7 @@ def test_kn_command() -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"name": "Upper"}, "name: must be a DNS-1035 label"),
-    ({"name": "x" * 64}, "name: must be a DNS-1035 label"),
+    ({"name": "x" * 55}, "name: must be a DNS-1035 label"),
     ({"image": ""}, "image: required"),
     ({"warm_pool": 5}, "warm_pool: must be <= max_replicas"),
     ({"response_start_timeout_seconds": 1000}, "response_start_timeout_seconds: must be <= timeout_seconds"),
