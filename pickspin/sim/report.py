@@ -30,10 +30,11 @@ def _pct(x: float | None) -> str:
 
 
 def _ordered(keys: Sequence[str]) -> list[str]:
-    def k(name: str) -> tuple[int, str]:
-        base = name.split("/", 1)[0]
-        return (POLICY_ORDER.index(base) if base in POLICY_ORDER else 99, name)
-    return sorted(keys, key=lambda n: (("/" in n), k(n)))
+    """Default routing first, then each variant (alphabetical), policies in POLICY_ORDER within each."""
+    def k(name: str) -> tuple[str, int, str]:
+        base, _, routing = name.partition("/")
+        return (routing, POLICY_ORDER.index(base) if base in POLICY_ORDER else 99, name)
+    return sorted(keys, key=k)
 
 
 def scenario_json(sr: ScenarioResult) -> dict[str, Any]:
@@ -152,7 +153,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(p)
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     markers = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o"}
     routings = sorted({r["routing"] for r in sr.rows.values()})
     colors = {r: f"C{i}" for i, r in enumerate(routings)}
@@ -173,9 +174,13 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
                 label="Pareto frontier")
     for r, c in colors.items():
         ax.scatter([], [], color=c, label=f"routing: {r}")
+    for pol, mk in markers.items():
+        if any(r["policy"] == pol for r in sr.rows.values()):
+            ax.scatter([], [], color="0.3", marker=mk, label=pol)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("GPU cost per query (USD, log)")
-    ax.set_ylabel("p95 latency (s)")
+    ax.set_ylabel("p95 latency (s, log)")
     ax.set_title(f"Cost-latency frontier - {sr.scenario.name}", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
