@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
 .PHONY: install run test lint bench bench-router bench-scorer bench-scaler bench-routing sim model \
-        helm-lint kind-up deploy e2e kind-down clean system-deps
+        helm-lint kind-up deploy e2e kind-down architecture clean system-deps
 
 # ---- install (idempotent) -----------------------------------------------------------------
 install: $(STAMP)
@@ -58,6 +58,31 @@ bench-scorer: install
 
 bench-scaler: install
 	$(BIN)/python bench/bench_scaler.py
+
+# ---- Kubernetes (kind needs Docker; nothing here runs a cluster) -------------------------
+KIND := deploy/kind/kind.sh
+KIND_ENV := HELM=$(CURDIR)/$(BIN)/helm KUBECTL=$$(command -v kubectl || echo $(CURDIR)/$(BIN)/kubectl)
+
+helm-lint: install
+	$(BIN)/helm lint --strict helm/pickspin
+	$(BIN)/helm lint --strict helm/pickspin -f helm/examples/gpu-values.yaml
+	$(BIN)/helm lint --strict helm/pickspin -f deploy/kind/values.yaml
+	$(BIN)/python helm/tools/make_schema.py --check
+
+kind-up: install
+	$(KIND_ENV) $(KIND) up
+
+deploy: install
+	$(KIND_ENV) $(KIND) deploy
+
+e2e: install
+	$(KIND_ENV) $(KIND) e2e
+
+kind-down:
+	$(KIND) down
+
+architecture: install
+	$(BIN)/python docs/make_architecture.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache .pickspin
