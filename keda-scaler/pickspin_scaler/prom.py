@@ -200,9 +200,12 @@ class Poller:
         address = md.prometheus_address or self.config.default_address
         return address, tuple(md.queries().items())
 
-    def subscribe(self, md: ScalerMetadata, *, pinned: bool = False) -> SubKey:
-        """Make sure ``md``'s model is polled; returns the cache key. Cheap when already subscribed."""
-        key = self.key_for(md)
+    def subscribe(self, md: ScalerMetadata, *, pinned: bool = False, key: SubKey | None = None) -> SubKey:
+        """Make sure ``md``'s model is polled; returns the cache key. Cheap when already subscribed.
+
+        ``key``, if given, must be ``key_for(md)`` (callers on a hot path cache it).
+        """
+        key = key or self.key_for(md)
         now = self.clock()
         e = self._entries.get(key)
         if e is not None:
