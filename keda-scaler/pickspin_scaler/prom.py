@@ -31,6 +31,7 @@ from .policy import Observation, Params, decide
 
 log = logging.getLogger("pickspin.scaler.prom")
 
+RPC_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 SubKey = tuple[str, tuple[tuple[str, str], ...]]  # (prometheus address, ((query name, promql), ...))
 
 
@@ -151,6 +152,9 @@ class ScalerMetrics:
         self.load = Gauge("pickspin_scaler_load", "r * lat (Little's law) per model.", ["model"], registry=r)
         self.rpcs = Counter("pickspin_scaler_rpcs_total", "RPCs answered, by method and status code.",
                             ["method", "code"], registry=r)
+        self.rpc_seconds = Histogram("pickspin_scaler_rpc_seconds",
+                                     "Time in the RPC handler (cache read + policy), by method.", ["method"],
+                                     buckets=RPC_BUCKETS, registry=r)
         self.subscriptions = Gauge("pickspin_scaler_subscriptions", "Models being polled.", registry=r)
 
 

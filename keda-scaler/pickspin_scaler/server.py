@@ -56,6 +56,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self.clock = clock or poller.clock
         self._md_cache: OrderedDict[frozenset[tuple[str, str]], tuple[ScalerMetadata, SubKey]] = OrderedDict()
         self._rpc_counters: dict[tuple[str, str], Any] = {}
+        self._rpc_timers = {m: metrics.rpc_seconds.labels(m) for m in ("GetMetricSpec", "GetMetrics", "IsActive")}
         self._streams: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -112,11 +113,13 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         return is_active(v.sample.observation(), p, self.clock())
 
     async def _run(self, method: str, context: grpc.aio.ServicerContext, coro: Any) -> Any:
+        t0 = time.perf_counter()
         try:
             out = await coro
         except _Abort as a:
             self._count(method, a.code.name)
             await context.abort(a.code, a.message)
+        self._rpc_timers[method].observe(time.perf_counter() - t0)
         self._count(method, "OK")
         return out
 
