@@ -256,3 +256,24 @@ def test_health_service_and_graceful_shutdown(keda_stubs: Stubs, fake_prom: Fake
     finally:
         ch.close()
         st.stop()
+
+
+def _shape(fd: Any) -> dict[str, Any]:
+    """Everything that matters on the wire: package, messages' fields (number, type, label), RPCs."""
+    def msg(d: Any) -> dict[str, Any]:
+        return {"fields": {f.name: (f.number, f.type, f.is_repeated, f.message_type.full_name if f.message_type else None)
+                           for f in d.fields},
+                "nested": {n.name: msg(n) for n in d.nested_types}}
+    svc = fd.services_by_name["ExternalScaler"]
+    return {"package": fd.package,
+            "messages": {name: msg(d) for name, d in fd.message_types_by_name.items()},
+            "rpcs": {m.name: (m.input_type.full_name, m.output_type.full_name, m.server_streaming, m.client_streaming)
+                     for m in svc.methods}}
+
+
+def test_own_proto_matches_keda_field_for_field(keda_stubs: Stubs) -> None:
+    from pickspin_scaler._generated import externalscaler_pb2 as ours
+
+    theirs = keda_stubs[0]
+    assert _shape(ours.DESCRIPTOR) == _shape(theirs.DESCRIPTOR)
+    assert set(_shape(ours.DESCRIPTOR)["rpcs"]) == {"IsActive", "StreamIsActive", "GetMetricSpec", "GetMetrics"}
