@@ -18,11 +18,14 @@ Usage (``pickspin up``)::
     act.start()            # binds backend.url's port; pre-warms if the tier's floor > 0
     ...
     act.stop()             # stops the proxy and the backend process
+
+or, for every backend with ``launch``: ``build_activators(matrix, backend_command, log_dir=...)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -471,6 +474,23 @@ def _raw(start_response: Any, status: int, headers: Any, data: bytes) -> list[by
     hs = [(k, v) for k, v in headers.items() if k.lower() not in _HOP]
     start_response(f"{status} {_reason(status)}", [*hs, ("Content-Length", str(len(data)))])
     return [data]
+
+
+def build_activators(matrix: ServiceMatrix, command: Callable[[Backend, int], Sequence[str] | LaunchSpec], *,
+                     log_dir: str | os.PathLike[str] | None = None, **kw: Any) -> list[LocalActivator]:
+    """One activator per backend that has a ``launch`` block (not started).
+
+    ``command(backend, port)`` builds the backend's argv for an internal port, e.g.
+    ``pickspin.localstack.backend_command``; logs go to ``<log_dir>/<backend>.log``; ``kw`` is passed on.
+    """
+    out = []
+    for m in matrix.models:
+        for b in m.backends:
+            if b.launch is None:
+                continue
+            log_path = Path(log_dir) / f"{b.name}.log" if log_dir is not None else None
+            out.append(LocalActivator(matrix, b, functools.partial(command, b), log_path=log_path, **kw))
+    return out
 
 
 def model_of(matrix: ServiceMatrix, backend: Backend) -> Model:

@@ -236,7 +236,11 @@ class ScalerServer:
     async def start(self) -> int:
         """Start serving; returns the bound gRPC port (useful with port 0)."""
         self.servicer._loop = asyncio.get_running_loop()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            # Keep KEDA's long-lived StreamIsActive connection alive through NAT/conntrack idle timeouts.
+            ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1)])
         pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")

@@ -185,3 +185,27 @@ def test_stop_terminates_the_backend(tmp_path: Path) -> None:
     wait_until(lambda: not alive(pid), 10, 0.05, "backend terminated by stop()")
     with pytest.raises(urllib3.exceptions.HTTPError):
         HTTP.request("GET", f"{act.url}/health", timeout=2)
+
+
+def test_build_activators_covers_backends_with_launch() -> None:
+    from pickspin_scaler.actuator import build_activators
+
+    m = parse_config({
+        "models": [{"name": "m", "tier": "small", "capability": {"low": 1, "medium": 1, "high": 1},
+                    "cost": {"per_1k_tokens": 0.1},
+                    "backends": [
+                        {"name": "local", "url": "http://127.0.0.1:18001", "served_model_name": "s",
+                         "launch": {"type": "sim"}},
+                        {"name": "external", "url": "http://127.0.0.1:18002", "served_model_name": "s"}]}]})
+    seen: list[tuple[str, int]] = []
+
+    def command(b: Any, port: int) -> list[str]:
+        seen.append((b.name, port))
+        return ["true"]
+
+    acts = build_activators(m, command, log_dir="/tmp/x")
+    assert [a.backend.name for a in acts] == ["local"]
+    a = acts[0]
+    assert (a.listen_host, a.listen_port, a.params.floor) == ("127.0.0.1", 18001, 1)
+    assert a.log_path == Path("/tmp/x/local.log")
+    assert a.command(4242) == ["true"] and seen == [("local", 4242)]
