@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("sim", help="trace-driven simulation: static vs Knative KPA vs KEDA threshold vs PickSpin",
                        description=__doc__)
     p.add_argument("--config", help="sim config YAML (default config/sim.yaml)")
-    p.add_argument("--trace", help="azure-conv | azure-code | azure | diurnal | poisson | path to a CSV "
+    p.add_argument("--trace", help="azure-conv | azure-code | azure | servegen:<model>[:<client>] | diurnal | poisson | a CSV "
                                    "(timestamp,stream[,input_tokens,output_tokens]); default: the config's scenarios")
     p.add_argument("--scenario", type=_csv, help="comma-separated scenario names from the config (default: all)")
     p.add_argument("--hours", type=float, help="simulated duration (trace tiled or cut)")

@@ -8,6 +8,9 @@ stream label per request. Sources:
   "Splitwise", ISCA 2024): real timestamps and token counts, one hour.
 * a plain per-request CSV: ``timestamp, stream[, input_tokens, output_tokens]`` (timestamp in seconds
   or ISO 8601), replayed unchanged.
+* ``servegen:<model>[:<client>]``: one Alibaba Bailian stream from ServeGen's per-10-minute aggregates
+  (``../shared/data/traces/servegen_*.csv``), arrivals drawn inside each window from its fitted
+  inter-arrival family as ServeGen's generator does (see :func:`load_servegen`).
 * ``poisson``: constant-rate Poisson arrivals; ``diurnal``: a non-homogeneous Poisson day
   (rate x (1 + 0.8 cos(2 pi (h - 14) / 24)), so 1.8x at 14:00 and 0.2x at 02:00), token sizes
   resampled from the Azure conversation trace when it is present.
@@ -250,11 +253,96 @@ def with_warmup(tr: Trace, warmup_s: float) -> Trace:
     return out
 
 
+SERVEGEN_RATES = "servegen_client_rates_10min.csv"
+SERVEGEN_TOKENS = "servegen_client_tokens_6h.csv"
+_WINDOW_S = 600.0
+
+
+def _servegen_file(name: str) -> Path:
+    p = shared_dir() / "data" / "traces" / name
+    if not p.is_file():
+        raise SharedDataMissing(f"{p} not found: the ServeGen aggregates live in ../shared beside the checkout "
+                                "(or set PICKSPIN_SHARED)")
+    return p
+
+
+def _lognormal(rng: np.random.Generator, mean: float, p50: float, n: int) -> np.ndarray:
+    """Lognormal with the given median and mean (sigma^2 = 2 ln(mean / median)), at least 1 token."""
+    p50 = max(p50, 1.0)
+    sigma = math.sqrt(max(0.0, 2.0 * math.log(max(mean, p50) / p50)))
+    return np.maximum(1, np.rint(rng.lognormal(math.log(p50), sigma, size=n))).astype(np.int64)
+
+
+def load_servegen(spec: str, hours: float | None, rng: np.random.Generator) -> Trace:
+    """One ServeGen stream (Alibaba Bailian; alibaba/ServeGen, Apache-2.0; Xiang et al., arXiv:2505.09999).
+
+    ``servegen:<model>[:<client_id>|:median]`` (default ``median``: the client whose 14-day total is the
+    median of that model's clients). Per 10-minute window the recorded count of requests is placed with
+    inter-arrival times drawn from the window's fitted family (G = Gamma, W = Weibull) with its shape
+    ``iat_p1``, scaled so the window holds exactly that count (the burstiness of the fit, the count of
+    the data). Token counts per request are lognormal with the stream's 6-hour median and mean.
+    """
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] != "servegen":
+        raise ValueError(f"--trace {spec!r}: use servegen:<model>[:<client_id>|:median]")
+    model, who = parts[1], (parts[2] if len(parts) == 3 else "median")
+    rows: dict[str, list[tuple[int, int, str, float]]] = {}
+    with _servegen_file(SERVEGEN_RATES).open(newline="") as f:
+        for r in csv.DictReader(f):
+            if r["model"] == model:
+                rows.setdefault(r["client_id"], []).append(
+                    (int(r["window"]), int(r["requests_in_10min"]), r["iat_family"], float(r["iat_p1"] or 1.0)))
+    if not rows:
+        raise ValueError(f"--trace {spec!r}: no ServeGen stream for model {model!r}")
+    if who == "median":
+        ranked = sorted(rows, key=lambda c: (sum(n for _, n, _, _ in rows[c]), c))
+        who = ranked[len(ranked) // 2]
+    if who not in rows:
+        raise ValueError(f"--trace {spec!r}: model {model!r} has no client {who!r}")
+    last = max(w for w, _, _, _ in rows[who])
+    dur = hours * 3600.0 if hours is not None else (last + 1) * _WINDOW_S
+    ts: list[np.ndarray] = []
+    win_of: list[np.ndarray] = []
+    for w, n, fam, shape in sorted(rows[who]):
+        if n <= 0 or w * _WINDOW_S >= dur:
+            continue
+        shape = max(shape, 0.05)
+        iat = rng.gamma(shape, 1.0, size=n + 1) if fam == "G" else rng.weibull(shape, size=n + 1)
+        cum = np.cumsum(iat)
+        ts.append(w * _WINDOW_S + cum[:n] / cum[n] * _WINDOW_S)
+        win_of.append(np.full(n, w))
+    t = np.concatenate(ts) if ts else np.zeros(0)
+    win = np.concatenate(win_of) if win_of else np.zeros(0, np.int64)
+    tok: dict[int, tuple[float, float, float, float]] = {}
+    with _servegen_file(SERVEGEN_TOKENS).open(newline="") as f:
+        for r in csv.DictReader(f):
+            if r["model"] == model and r["client_id"] == who:
+                tok[int(float(r["window_start_s"]) // 21600)] = (
+                    float(r["in_mean"] or 0), float(r["in_p50"] or 1), float(r["out_mean"] or 0), float(r["out_p50"] or 1))
+    i = np.empty(len(t), np.int64)
+    o = np.empty(len(t), np.int64)
+    six_h = (win * _WINDOW_S // 21600).astype(np.int64)
+    for k in np.unique(six_h):
+        m = six_h == k
+        default = (float(DEFAULT_TOKENS[0]), float(DEFAULT_TOKENS[0]), float(DEFAULT_TOKENS[1]), float(DEFAULT_TOKENS[1]))
+        im, ip, om, op = tok.get(int(k), default)
+        i[m] = _lognormal(rng, im, ip, int(m.sum()))
+        o[m] = _lognormal(rng, om, op, int(m.sum()))
+    keep = t < dur
+    return _sorted(f"servegen-{model}-{who}", t[keep], i[keep], o[keep], np.zeros(int(keep.sum()), np.int64),
+                   [f"{model}/{who}"], dur,
+                   [f"source: {SERVEGEN_RATES} ({model}, client {who}); arrivals drawn per 10-min window from "
+                    "the fitted inter-arrival family, tokens lognormal from the 6-h stats",
+                    "ServeGen records windows with < 10 requests as 0 (see ../shared/README.md)"])
+
+
 def build_trace(spec: str, *, hours: float | None, rate_per_day: float | None, scale: str,
                 rng: np.random.Generator) -> Trace:
-    """``spec``: azure-conv | azure-code | azure | diurnal | poisson | path to a CSV."""
+    """``spec``: azure-conv | azure-code | azure | servegen:<model>[:<client>] | diurnal | poisson | a CSV path."""
     if spec in ("azure-conv", "azure-code", "azure"):
         return rescale(load_azure(spec), hours=hours, rate_per_day=rate_per_day, mode=scale, rng=rng)
+    if spec.startswith("servegen:"):
+        return rescale(load_servegen(spec, hours, rng), hours=hours, rate_per_day=rate_per_day, mode=scale, rng=rng)
     if spec == "diurnal":
         return diurnal(rate_per_day or 10_000.0, hours or 24.0, rng)
     if spec == "poisson":
@@ -262,4 +350,5 @@ def build_trace(spec: str, *, hours: float | None, rate_per_day: float | None, s
     p = Path(spec)
     if p.is_file():
         return rescale(load_csv(p), hours=hours, rate_per_day=rate_per_day, mode=scale, rng=rng)
-    raise ValueError(f"--trace: {spec!r} is not azure-conv, azure-code, azure, diurnal, poisson or a CSV file")
+    raise ValueError(f"--trace: {spec!r} is not azure-conv, azure-code, azure, servegen:<model>[:<client>], "
+                     "diurnal, poisson or a CSV file")

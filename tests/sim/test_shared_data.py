@@ -58,3 +58,23 @@ def test_quality_only_is_more_correct_and_costs_more(shared: None) -> None:
     assert q["cost_per_query_usd"] > kw["cost_per_query_usd"]
     assert res.rows["static"]["cost_per_query_usd"] > kw["cost_per_query_usd"]
     assert 0 < kw["correct_rate"] <= kw["success_rate"]
+
+
+def test_servegen_stream_keeps_the_recorded_counts(shared: None) -> None:
+    import csv
+
+    p = T.shared_dir() / "data" / "traces" / T.SERVEGEN_RATES
+    if not p.is_file():
+        pytest.skip(f"{p} not found (shared reference data)")
+    tr = T.load_servegen("servegen:m-large:59", 24.0, np.random.default_rng(0))
+    want = {}
+    with p.open(newline="") as f:
+        for r in csv.DictReader(f):
+            if r["model"] == "m-large" and r["client_id"] == "59" and int(r["window"]) < 144:
+                want[int(r["window"])] = int(r["requests_in_10min"])
+    got = np.bincount((tr.t // 600).astype(int), minlength=144)
+    assert {w: int(got[w]) for w in want if want[w] > 0} == {w: n for w, n in want.items() if n > 0}
+    assert int(got.sum()) == sum(want.values())
+    assert tr.duration_s == 86400.0 and tr.in_tok.min() >= 1
+    with pytest.raises(ValueError, match="no client"):
+        T.load_servegen("servegen:m-large:nope", 1.0, np.random.default_rng(0))
