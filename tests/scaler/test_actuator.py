@@ -209,3 +209,40 @@ def test_build_activators_covers_backends_with_launch() -> None:
     assert (a.listen_host, a.listen_port, a.params.floor) == ("127.0.0.1", 18001, 1)
     assert a.log_path == Path("/tmp/x/local.log")
     assert a.command(4242) == ["true"] and seen == [("local", 4242)]
+
+
+def test_router_through_activator_cold_start_counts_as_demand(tmp_path: Path,
+                                                              activators: list[LocalActivator]) -> None:
+    """The real router in front of an activator: its probe keeps the cold backend 'up', a request is held
+    through the cold start and succeeds, and while it waits the router reports it as in-flight demand
+    (what the scaler's IsActive reads in a cluster)."""
+    import threading
+
+    from functions.router.app import create_app
+
+    from .conftest import ThreadServer
+
+    act = make(tmp_path, "--startup-delay", "1.5", idle=30)
+    activators.append(act)
+    act.start()
+    m = act.matrix.model_copy(update={"router": act.matrix.router.model_copy(
+        update={"probe_interval_s": 0.2, "probe_timeout_s": 1.0})})
+    router = ThreadServer(create_app(m, start_prober=True))
+    try:
+        http = urllib3.PoolManager(retries=False)
+        wait_until(lambda: b'pickspin_backend_up{backend="m-local"} 1.0' in http.request(
+            "GET", f"{router.url}/metrics", timeout=5).data, 10, 0.1, "router sees the cold backend up")
+        assert act.state == "cold"  # probing did not wake it
+        box: dict[str, Any] = {}
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        t = threading.Thread(target=lambda: box.setdefault("r", post(router.url, body)), daemon=True)
+        t.start()
+        wait_until(lambda: b'pickspin_inflight_requests{model="m"} 1.0' in http.request(
+            "GET", f"{router.url}/metrics", timeout=5).data, 10, 0.05, "held request counted at the router")
+        assert act.state == "starting"
+        t.join(30)
+        r = box["r"]
+        assert r.status == 200 and r.headers["X-PickSpin-Backend"] == "m-local"
+        assert json.loads(r.data)["model"] == "m-served" and act.starts == 1
+    finally:
+        router.close()
