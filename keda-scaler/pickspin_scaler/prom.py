@@ -11,6 +11,7 @@ cache; its age is reported and callers stop using it after ``max_staleness`` sec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -317,8 +318,14 @@ class Poller:
             if force and not drop:
                 unpinned = sorted((e.last_requested, k) for k, e in self._entries.items() if not e.pinned)
                 drop = [k for _, k in unpinned[:1]]
+            gone = {self._entries[k].md.model for k in drop}
             for k in drop:
                 del self._entries[k]
+            gone -= {e.md.model for e in self._entries.values()}
+            for model in gone:  # drop the per-model series of models nobody asks about any more
+                for g in (self.metrics.target, self.metrics.metric, self.metrics.active, self.metrics.load):
+                    with contextlib.suppress(KeyError):
+                        g.remove(model)
             self.metrics.subscriptions.set(len(self._entries))
 
     # -- thread ----------------------------------------------------------------------------

@@ -277,3 +277,25 @@ def test_own_proto_matches_keda_field_for_field(keda_stubs: Stubs) -> None:
     theirs = keda_stubs[0]
     assert _shape(ours.DESCRIPTOR) == _shape(theirs.DESCRIPTOR)
     assert set(_shape(ours.DESCRIPTOR)["rpcs"]) == {"IsActive", "StreamIsActive", "GetMetricSpec", "GetMetrics"}
+
+
+def test_unused_subscriptions_expire_with_their_series(fake_prom: FakePrometheus) -> None:
+    from pickspin_scaler.prom import Poller
+
+    now = [1000.0]
+    p = Poller(PollerConfig(default_address=fake_prom.url, expire_after_s=60), clock=lambda: now[0])
+    md = parse_metadata({"model": "gone", "idleSeconds": "0"})
+    pinned = parse_metadata({"model": "kept"})
+    fake_prom.set(md.queries(), rate=1.0, latency=1.0, demand=0.0, recent=0.0, total=1.0)
+    key = p.subscribe(md)
+    p.subscribe(pinned, pinned=True)
+    p.poll_once()
+    assert p.view(key).fresh
+    text = p.metrics.registry.get_sample_value("pickspin_scaler_metric_value", {"model": "gone"})
+    assert text == 1.0
+    now[0] += 61
+    p.poll_once()
+    assert not p.view(key).attempted and p.view(key).error == "not subscribed"
+    assert p.metrics.registry.get_sample_value("pickspin_scaler_metric_value", {"model": "gone"}) is None
+    assert p.metrics.registry.get_sample_value("pickspin_scaler_subscriptions") == 1.0
+    p.stop()
