@@ -36,6 +36,7 @@ from .policy import is_active, metric_value
 from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
 
 log = logging.getLogger("pickspin.scaler")
+_INT64_CAP = 2**62
 
 
 class _Abort(Exception):
@@ -142,8 +143,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             if not v.fresh or v.sample is None:
                 raise self._unavailable(md, v, self.poller.config.max_staleness_s)
             value = metric_value(v.sample.observation(), params_of(md))
-            mv = pb.MetricValue(metricName=request.metricName or md.metric_name(),
-                                metricValue=math.ceil(value - 1e-9) if value > 0 else 0, metricValueFloat=value)
+            as_int = min(_INT64_CAP, math.ceil(value - 1e-9)) if value > 0 else 0  # the deprecated int64 field
+            mv = pb.MetricValue(metricName=request.metricName or md.metric_name(), metricValue=as_int,
+                                metricValueFloat=value)
             return pb.GetMetricsResponse(metricValues=[mv])
         return await self._run("GetMetrics", context, body())
 
