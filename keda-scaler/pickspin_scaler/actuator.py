@@ -142,7 +142,11 @@ class LocalActivator:
         """Bind the proxy (OSError if the port is taken), start the control loop, pre-warm a floor > 0."""
         from werkzeug.serving import make_server
 
-        self._server = make_server(self.listen_host, self.listen_port, self._wsgi, threaded=True)
+        try:
+            self._server = make_server(self.listen_host, self.listen_port, self._wsgi, threaded=True)
+        except SystemExit:  # werkzeug exits the process when it cannot bind; make it an ordinary error
+            raise OSError(f"activator for {self.backend.name}: cannot listen on {self.url} "
+                          "(port in use?)") from None
         self.listen_port = self._server.server_port
         self._server.daemon_threads = True
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},

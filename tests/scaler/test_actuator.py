@@ -246,3 +246,15 @@ def test_router_through_activator_cold_start_counts_as_demand(tmp_path: Path,
         assert json.loads(r.data)["model"] == "m-served" and act.starts == 1
     finally:
         router.close()
+
+
+def test_port_in_use_is_an_oserror_not_an_exit(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        m = matrix(s.getsockname()[1])
+        act = LocalActivator(m, m.models[0].backends[0], stub_command())
+        with pytest.raises(OSError, match="cannot listen"):
+            act.start()
