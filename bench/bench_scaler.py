@@ -4,8 +4,8 @@ The scaler runs in its own process (the real ScalerServer; its poller fed by an 
 source, so the numbers are the RPC path over the cache, not Prometheus). The load runs in this process:
 100 asyncio callers over one HTTP/2 connection, as KEDA's pooled client does. Two modes, each bounded:
 
-* ``paced-1s``: every caller calls once a second (100 RPC/s offered: already ~15x what KEDA sends for 100
-  ScaledObjects at its default 30 s pollingInterval, plus the HPA's metric reads every 15 s);
+* ``paced-1s``: every caller calls once a second (100 RPC/s offered: ~5x what KEDA sends for 100
+  ScaledObjects: GetMetrics + IsActive per 30 s pollingInterval, and again per HPA read every 15 s);
 * ``paced-100ms``: every caller calls every 100 ms (1,000 RPC/s offered);
 * ``closed``: every caller calls back to back (100 RPCs always outstanding): saturation throughput;
   latency there is mostly queueing, ~ 100 / throughput.
@@ -240,7 +240,7 @@ def main() -> int:
         "inflates the tails).",
         "",
         "* **paced-1s**: each caller calls once a second (100 RPC/s; KEDA sends 100 ScaledObjects ~2 RPCs each per "
-        "30 s pollingInterval plus the HPA's reads, about 15x less).",
+        "30 s pollingInterval and again for each HPA read every 15 s: ~20 RPC/s, 5x less).",
         "* **paced-100ms**: each caller calls every 100 ms (1,000 RPC/s).",
         "* **closed**: each caller calls back to back, so 100 RPCs are always outstanding: this measures saturation "
         "throughput, and latency there is queueing (~ callers / throughput).", "",
