@@ -65,7 +65,10 @@ class PromClient:
             raise PromError(f"{address}: response is not JSON") from e
         if not isinstance(doc, dict) or doc.get("status") != "success":
             raise PromError(f"{address}: query failed: {str(doc.get('error') if isinstance(doc, dict) else doc)[:200]}")
-        return _reduce(doc.get("data") or {})
+        try:
+            return _reduce(doc.get("data") or {})
+        except (TypeError, KeyError, IndexError, AttributeError) as e:
+            raise PromError(f"{address}: unexpected response shape ({type(e).__name__})") from e
 
 
 def _num(v: object) -> float:
@@ -268,7 +271,8 @@ class Poller:
         try:
             for name, promql in e.key[1]:
                 values[name] = self.client.query(address, promql)
-        except PromError as err:
+        except Exception as exc:  # PromError, or anything unexpected: one bad model must not stop the others
+            err = exc if isinstance(exc, PromError) else PromError(f"{type(exc).__name__}: {exc}")
             e.errors += 1
             if e.error is None or e.errors % 30 == 1:  # first failure of a run, then every 30th
                 log.warning("poll of %s failed (%d so far): %s", e.md.model, e.errors, err)
