@@ -258,3 +258,25 @@ def test_port_in_use_is_an_oserror_not_an_exit(tmp_path: Path) -> None:
         act = LocalActivator(m, m.models[0].backends[0], stub_command())
         with pytest.raises(OSError, match="cannot listen"):
             act.start()
+
+
+def test_cold_start_of_the_real_sim_backend_via_localstack_command(tmp_path: Path,
+                                                                   activators: list[LocalActivator]) -> None:
+    """What `pickspin up` wires: build_activators(matrix, localstack.backend_command) on a sim backend."""
+    from pickspin_scaler.actuator import build_activators
+
+    try:
+        from pickspin.localstack import backend_command
+    except ImportError as e:  # pragma: no cover - the local stack is the lead's module
+        pytest.skip(f"pickspin.localstack.backend_command not available: {e}")
+    m = matrix(free_port(), idle=1.0)
+    (act,) = build_activators(m, backend_command, log_dir=tmp_path, control_interval_s=0.1)
+    activators.append(act)
+    act.start()
+    body = json.dumps({"model": "m-served", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]})
+    r = post(act.url, body.encode(), timeout=60)
+    assert r.status == 200, r.data[:300]
+    assert json.loads(r.data)["choices"][0]["message"]["content"]
+    assert act.starts == 1
+    wait_until(lambda: act.state == "cold", 15, 0.1, "sim backend stopped after tau")
+    assert act.stops == 1
