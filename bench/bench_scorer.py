@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     texts, source = prompts(args.n)
-    res: dict[str, Any] = {"prompts": source, "cpus": os.cpu_count(), "in_process": {}, "http": {}}
+    res: dict[str, Any] = {"prompts": source, "cpus": os.cpu_count(), "in_process": {}, "http": {},
+                           "loadavg_before": os.getloadavg()[0]}
     for th in (1, 2):
         res["in_process"][f"threads={th}"] = in_process(texts, th)
         print("in-process", res["in_process"][f"threads={th}"], flush=True)
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             s.stop()
         res["http"][name] = r
         print(name, r["sequential"], r["rss"], flush=True)
+    res["loadavg_after"] = os.getloadavg()[0]
     write(res, Path(args.out))
     return 0
 
@@ -217,7 +219,9 @@ def write(res: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scorer.json").write_text(json.dumps(res, indent=1) + "\n")
     ip = res["in_process"]
-    lines = [f"Prompts: {res['prompts']}; {res['cpus']} CPUs; model `{ip['threads=1']['version']}`.", "",
+    lines = [f"Prompts: {res['prompts']}; {res['cpus']} CPUs (1-min load average before/after the run: "
+             f"{res['loadavg_before']:.2f}/{res['loadavg_after']:.2f} - other work shares these cores); "
+             f"model `{ip['threads=1']['version']}`.", "",
              "| path | p50 ms | p99 ms | prompts/s | RSS MB |", "|---|---:|---:|---:|---:|"]
     for k, v in ip.items():
         lines.append(f"| in-process, one prompt, {k} (mean {v['mean_tokens']:.0f} tokens) | {v['p50_ms']:.2f} | "

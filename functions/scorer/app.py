@@ -90,6 +90,16 @@ class ScorerState:
     batcher: MicroBatcher[Prediction] | None = None
     error: str | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
+    inflight: int = 0  # classify requests inside the app (the batcher's "anyone else coming?" hint)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self) -> None:
+        with self._lock:
+            self.inflight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inflight -= 1
 
     def load(self) -> None:
         t0 = time.perf_counter()
@@ -102,7 +112,8 @@ class ScorerState:
             return
         self.model = m
         self.batcher = MicroBatcher(m.predict, max_batch=self.settings.max_batch,
-                                    max_wait_s=self.settings.max_wait_ms / 1000.0, on_batch=self._on_batch)
+                                    max_wait_s=self.settings.max_wait_ms / 1000.0, on_batch=self._on_batch,
+                                    inflight=lambda: self.inflight)
         self.metrics.info.labels(m.version).set(1)
         self.metrics.ready.set(1)
         self.loaded.set()
@@ -160,6 +171,7 @@ def create_app(settings: ScorerSettings | None = None, *, load_async: bool = Tru
     def classify() -> Response:
         t0 = time.perf_counter()
         status = "200"
+        st.enter()
         try:
             raw = request.get_data(cache=False)
             if not raw:
@@ -195,6 +207,7 @@ def create_app(settings: ScorerSettings | None = None, *, load_async: bool = Tru
             status = "500"
             raise
         finally:
+            st.leave()
             st.metrics.requests.labels(status).inc()
             st.metrics.request_seconds.observe(time.perf_counter() - t0)
 

@@ -4,6 +4,10 @@ Callers (one per request thread) ``submit`` a list of texts and wait on a future
 takes the first waiting job, then keeps collecting jobs until it has ``max_batch`` texts or
 ``max_wait_s`` has passed since that first job, runs the model once and hands every caller back its
 own slice of the result, in order. A job larger than ``max_batch`` runs in chunks of ``max_batch``.
+
+``inflight`` (optional) tells how many requests are currently inside the server; when every one of
+them is already in the batch, nobody else can join, so the batch runs at once instead of waiting -
+a lone request never pays ``max_wait_s``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ class BatcherClosed(RuntimeError):
 class MicroBatcher(Generic[T]):
     def __init__(self, predict: Callable[[Sequence[str]], list[T]], *, max_batch: int = 16,
                  max_wait_s: float = 0.002,
-                 on_batch: Callable[[int, float, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float, float], None] | None = None,
+                 inflight: Callable[[], int] | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if max_wait_s < 0:
@@ -42,6 +47,7 @@ class MicroBatcher(Generic[T]):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch  # (texts in batch, seconds the oldest job waited, model seconds)
+        self._inflight = inflight
         self._q: queue.Queue[_Job[T] | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="scorer-batcher", daemon=True)
@@ -78,6 +84,8 @@ class MicroBatcher(Generic[T]):
             deadline = time.perf_counter() + self.max_wait_s
             stop = False
             while n < self.max_batch:
+                if self._inflight is not None and self._q.empty() and len(jobs) >= self._inflight():
+                    break  # every request in the server is already in this batch
                 left = deadline - time.perf_counter()
                 try:
                     nxt = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()

@@ -40,6 +40,26 @@ class Prediction:
                 "tokens": self.tokens, "truncated": self.truncated}
 
 
+PAD_SLACK = 0.25  # a chunk's padding may add at most this share of its real tokens
+MAX_CHUNK = 32
+
+
+def _chunks(lengths: Sequence[int]) -> list[list[int]]:
+    """Split positions of ascending ``lengths`` into runs whose padded size stays within PAD_SLACK."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    real = 0
+    for j, n in enumerate(lengths):
+        if cur and (len(cur) >= MAX_CHUNK or n * (len(cur) + 1) > (1 + PAD_SLACK) * (real + n)):
+            out.append(cur)
+            cur, real = [], 0
+        cur.append(j)
+        real += n
+    if cur:
+        out.append(cur)
+    return out
+
+
 def default_threads() -> int:
     """Intra-op threads: 1 on a 1-2 core box leaves a core for the web server, else 2."""
     n = os.cpu_count() or 1
@@ -70,8 +90,9 @@ class ComplexityModel:
         self.threads = threads or default_threads()
         tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         tok.enable_truncation(max_length=self.max_length)
+        tok.no_padding()  # padded per chunk in predict()
         pad_id = tok.token_to_id("[PAD]")
-        tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self._pad_id = 0 if pad_id is None else pad_id
         self._tok = tok
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
@@ -93,24 +114,39 @@ class ComplexityModel:
         return len(self._tok.encode(text, add_special_tokens=True).ids)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Classify ``texts``; results in input order.
+
+        Texts are tokenised, sorted by length and run in chunks of similar length: on a CPU the cost
+        of a padded batch grows with its padded size, so a chunk only grows while its padding stays
+        under ``PAD_SLACK`` of its real tokens (a batch of mixed lengths would otherwise cost more
+        than the same prompts one by one).
+        """
         if not texts:
             return []
         encs = self._tok.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encs], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        logits = self._sess.run(None, feed)[0].astype(np.float64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        out = []
-        for row, e, m in zip(p, encs, mask, strict=True):
-            k = int(row.argmax())
-            out.append(Prediction(self.labels[k], {lab: float(v) for lab, v in zip(self.labels, row, strict=True)},
-                                  float(row[k]), int(m.sum()), bool(e.overflowing)))
-        return out
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+        out: list[Prediction | None] = [None] * len(encs)
+        for chunk in _chunks([len(encs[i].ids) for i in order]):
+            idx = [order[j] for j in chunk]
+            width = max(len(encs[i].ids) for i in idx)
+            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[r, :n] = encs[i].ids
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            logits = self._sess.run(None, feed)[0].astype(np.float64)
+            z = logits - logits.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            for r, i in enumerate(idx):
+                k = int(p[r].argmax())
+                out[i] = Prediction(self.labels[k], {lab: float(v) for lab, v in zip(self.labels, p[r], strict=True)},
+                                    float(p[r, k]), len(encs[i].ids), bool(encs[i].overflowing))
+        return [o for o in out if o is not None]
 
     def warmup(self) -> None:
         self.predict(["warm up the session", "a second, slightly longer warm-up prompt for shapes"])

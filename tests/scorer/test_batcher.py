@@ -80,3 +80,12 @@ def test_empty_submission_and_bad_settings() -> None:
     assert rec.calls == []
     with pytest.raises(ValueError):
         MicroBatcher(rec, max_batch=0)
+
+
+def test_lone_request_does_not_wait_when_nobody_else_is_inflight() -> None:
+    rec = Recorder()
+    # A 30 s max wait: without the in-flight hint the call below would block far past its 5 s timeout.
+    b: MicroBatcher[str] = MicroBatcher(rec, max_batch=8, max_wait_s=30.0, inflight=lambda: 1)
+    assert b(["solo"], timeout=5) == ["SOLO"]
+    b.close()
+    assert rec.calls == [["solo"]]
