@@ -239,7 +239,8 @@ def test_router_through_activator_cold_start_counts_as_demand(tmp_path: Path,
         t.start()
         wait_until(lambda: b'pickspin_inflight_requests{model="m"} 1.0' in http.request(
             "GET", f"{router.url}/metrics", timeout=5).data, 10, 0.05, "held request counted at the router")
-        assert act.state == "starting"
+        # (the router counts the request before it reaches the activator: wait for that too)
+        wait_until(lambda: act.state == "starting" and act.status()["inflight"] == 1, 5, 0.02, "activator holding")
         t.join(30)
         r = box["r"]
         assert r.status == 200 and r.headers["X-PickSpin-Backend"] == "m-local"
