@@ -75,7 +75,7 @@ def alive(pid: int) -> bool:
 
 def test_cold_start_on_first_request_holds_a_burst_then_stops_after_tau(
         tmp_path: Path, activators: list[LocalActivator]) -> None:
-    act = make(tmp_path, "--startup-delay", "0.8", idle=1.5)
+    act = make(tmp_path, "--startup-delay", "0.8", idle=3.0)
     activators.append(act)
     act.start()
     # The router's health probe is answered by the activator: it does not wake the backend.
@@ -93,7 +93,7 @@ def test_cold_start_on_first_request_holds_a_burst_then_stops_after_tau(
     assert results[0].headers["X-PickSpin-Activator"] == "m-local"
     # Warm now: health is the backend's own.
     assert json.loads(HTTP.request("GET", f"{act.url}/health", timeout=5).data)["pid"] == pid
-    # Idle past tau (1.5 s), floor 0 (large tier): the process is stopped.
+    # Idle past tau (3 s), floor 0 (large tier): the process is stopped.
     wait_until(lambda: act.state == "cold", 15, 0.05, "stop after tau")
     assert act.stops == 1
     wait_until(lambda: not alive(pid), 10, 0.05, "backend process gone")
