@@ -113,6 +113,7 @@ class LocalActivator:
         self._gen = 0  # start attempts
         self._failed_gen = 0  # last start attempt that failed
         self._failed_at: float | None = None
+        self._failures = 0  # consecutive failed starts (warm-pool restart back-off)
         self._last_error: str | None = None
         self._inflight = 0  # requests being served or held (demand)
         self._last_used: float | None = None
@@ -225,7 +226,7 @@ class LocalActivator:
                 log.info("backend %s idle for %.0fs (tau %.0fs): stopping", self.backend.name,
                          now - (self._last_used or now), self.params.idle_seconds)
             elif self._state == "cold" and self.params.floor > 0:
-                backoff = min(60.0, 5.0 * max(1, self._gen - self._failed_gen + 1))
+                backoff = min(60.0, 2.0 ** self._failures)  # 2, 4, 8 ... 60 s after failed starts
                 if self._failed_at is None or now - self._failed_at > backoff:
                     self._spawn_locked()  # the warm pool: keep the floor running
         if to_stop is not None:
@@ -277,12 +278,14 @@ class LocalActivator:
             if error is None and not self._stop.is_set() and self._state == "starting":
                 self._state, self._port = "ready", port
                 self.starts += 1
+                self._failures = 0
                 self._last_error = None
                 log.info("backend %s ready after %.2fs", self.backend.name, time.monotonic() - t0)
                 self._cv.notify_all()
                 return
             error = error or "stopped while starting"
             self._last_error, self._failed_gen, self._failed_at = error, gen, self.clock()
+            self._failures += 1
             if self._proc is proc:
                 self._proc = None
             self._state, self._port = "cold", None

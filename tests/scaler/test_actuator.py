@@ -281,3 +281,20 @@ def test_cold_start_of_the_real_sim_backend_via_localstack_command(tmp_path: Pat
     assert act.starts == 1
     wait_until(lambda: act.state == "cold", 15, 0.1, "sim backend stopped after tau")
     assert act.stops == 1
+
+
+def test_warm_floor_retries_a_failing_backend_with_backoff(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    port = free_port()
+    m = matrix(port, idle=30, tier="small")
+    marker = tmp_path / "attempts"
+    # Fails twice, then serves: the control loop keeps the warm pool by retrying (after 2 s, then 4 s).
+    script = ("import pathlib, sys, runpy; p = pathlib.Path(sys.argv[1]); n = int(p.read_text()) if p.exists() else 0;"
+              "p.write_text(str(n + 1)); sys.exit(3) if n < 2 else None;"
+              "sys.argv = [sys.argv[2], '--port', sys.argv[3]]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    act = LocalActivator(m, m.models[0].backends[0],
+                         lambda p: [sys.executable, "-c", script, str(marker), str(STUB), str(p)],
+                         control_interval_s=0.1)
+    activators.append(act)
+    act.start()
+    wait_until(lambda: act.state == "ready", 20, 0.1, "warm pool up after two failed starts")
+    assert marker.read_text() == "3" and act.starts == 1 and act.status()["last_error"] is None
