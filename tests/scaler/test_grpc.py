@@ -301,3 +301,18 @@ def test_unused_subscriptions_expire_with_their_series(fake_prom: FakePrometheus
     assert p.metrics.registry.get_sample_value("pickspin_scaler_metric_value", {"model": "gone"}) is None
     assert p.metrics.registry.get_sample_value("pickspin_scaler_subscriptions") == 1.0
     p.stop()
+
+
+def test_committed_stubs_match_the_proto(tmp_path: Any) -> None:
+    """keda-scaler/gen.sh output is committed: it must still be what the .proto says (no drift)."""
+    import importlib.util
+
+    from pickspin_scaler._gen import PROTO, generate
+    from pickspin_scaler._generated import externalscaler_pb2 as committed
+
+    pb2_path, _ = generate(PROTO, tmp_path / "regen", private_pool=True)
+    spec = importlib.util.spec_from_file_location("regen_externalscaler_pb2", pb2_path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.DESCRIPTOR.serialized_pb == committed.DESCRIPTOR.serialized_pb, "run: bash keda-scaler/gen.sh"
