@@ -41,7 +41,8 @@ def test_single_and_batch(scorer_proc: ScorerProcess) -> None:
 
 
 def test_concurrent_callers_get_their_own_answers(scorer_proc: ScorerProcess) -> None:
-    texts = [f"Question {i}: " + ("prove the theorem about primes " * (i % 4)) + f"item {i}" for i in range(16)]
+    # Every text has a different token count, so a caller handed someone else's result would notice.
+    texts = [f"Question {i}: explain " + " ".join(["entropy"] * (3 * i)) + " in a closed system." for i in range(16)]
     expected = {t: post(scorer_proc.url, {"input": t}).json()["data"][0] for t in texts}
     got: dict[str, dict[str, Any]] = {}
     barrier = threading.Barrier(len(texts))
