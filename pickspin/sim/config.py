@@ -162,9 +162,9 @@ class SimConfig(_Strict):
                 raise ValueError(f"cluster.models.{n}: not a model of the matrix")
         known = ("keyword", "hybrid", "semantic", "quality-only")
         for i, v in enumerate(self.routing_variants):
-            if v.removesuffix("+decay").removesuffix("+aware") not in known:
+            if v.removesuffix("+decay").removesuffix("+aware").partition("@")[0] not in known:
                 raise ValueError(f"routing_variants[{i}]: unknown {v!r} (have {list(known)}, each optionally "
-                                 "+decay or +aware)")
+                                 "@<profile> and +decay or +aware)")
         if self.default_routing not in self.routing_variants:
             raise ValueError(f"default_routing: {self.default_routing!r} is not in routing_variants")
         if self.primary_scenario is not None and self.primary_scenario not in {s.name for s in self.scenarios}:

@@ -5,6 +5,8 @@ Variants:
 * ``keyword`` - the router's keyword classifier and the matrix's default profile;
 * ``hybrid`` / ``semantic`` - the router's registry classifier of that name (onnxruntime scorer), if its
   artifact loads; estimates are computed once per distinct prompt and reused across policies;
+* ``<classifier>@<profile>`` - the same with another operator profile of the matrix (e.g.
+  ``hybrid@quality``: alpha 1, lambda 0.1, mu 0.1);
 * ``quality-only`` - relevance alone (profile alpha=1, lambda=0, mu=0): every request goes to the most
   capable model, the way a single-big-model deployment behaves.
 * ``<variant>+decay`` - a what-if, not the router's behaviour: a backend's latency EWMA relaxes back to
@@ -61,12 +63,17 @@ def split_variant(name: str) -> tuple[str, str]:
 
 
 def is_variant(name: str) -> bool:
-    return split_variant(name)[0] in BASE_VARIANTS
+    return split_variant(name)[0].partition("@")[0] in BASE_VARIANTS
 
 
 def variant(name: str, matrix: ServiceMatrix) -> RoutingVariant:
-    default = matrix.profiles[matrix.routing.default_profile]
+    """``<classifier>[@<profile>][+decay|+aware]`` or ``quality-only[...]``; the profile defaults to the
+    matrix's ``routing.default_profile``."""
     base, suf = split_variant(name)
+    base, _, prof = base.partition("@")
+    if prof and prof not in matrix.profiles:
+        raise ValueError(f"routing variant {name!r}: unknown profile {prof!r} (have {sorted(matrix.profiles)})")
+    default = matrix.profiles[prof or matrix.routing.default_profile]
     decay = DECAY_HALF_LIFE_S if suf else None
     aware = suf == "+aware"
     if base == "quality-only":

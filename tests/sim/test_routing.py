@@ -70,3 +70,7 @@ def test_decay_and_cold_awareness_what_ifs() -> None:
     assert math.isclose(stale.latency(ms, 1e9), prior + 100.0)
     with pytest.raises(ValueError):
         variant("keyword+magic", cfg.matrix)
+    with pytest.raises(ValueError, match="profile"):
+        variant("keyword@nope", cfg.matrix)
+    v = variant("hybrid@quality+aware", cfg.matrix)
+    assert (v.classifier, v.profile, v.cold_aware) == ("hybrid", cfg.matrix.profiles["quality"], True)
