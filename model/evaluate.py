@@ -281,7 +281,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["benchmarks_mix"] = ood
     res["batch_invariance"] = batch_invariance(model, texts[:args.invariance_n])
     lat_texts = random.Random(1).sample(texts, min(args.latency_n, len(texts)))
+    import os
+
+    load0 = os.getloadavg()[0]
     res["latency_in_process"] = latency(model, lat_texts)
+    res["latency_in_process"]["loadavg"] = [load0, os.getloadavg()[0]]
     res["latency_in_process"]["threads"] = model.threads
     res["ece_all"] = {n: ece(y, p) for n, p in (("semantic", sem), ("hybrid", hyb), ("keyword", kw))}
     losses = []
@@ -299,6 +303,42 @@ def _f(x: float | None, nd: int = 3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def summary(res: dict[str, Any]) -> list[str]:
+    t = res["test"]
+    la = res["latency_in_process"]
+    out = ["## Summary", "",
+           f"- Semantic classifier on held-out questions: accuracy **{t['semantic']['accuracy']:.3f}**, macro-F1 "
+           f"**{t['semantic']['macro_f1']:.3f}**, ECE **{t['semantic']['ece']:.3f}** (keyword: "
+           f"{t['keyword']['accuracy']:.3f} / {t['keyword']['macro_f1']:.3f}; hybrid: {t['hybrid']['accuracy']:.3f} / "
+           f"{t['hybrid']['macro_f1']:.3f}; always-`high`: {t['majority (train prior)']['accuracy']:.3f} / "
+           f"{t['majority (train prior)']['macro_f1']:.3f}). `medium` is the hard class (F1 "
+           f"{res['per_class'][1]['f1']:.2f}).",
+           f"- In-process latency, one prompt, 1 thread: p50 **{la['p50_ms']:.2f} ms**, p99 {la['p99_ms']:.2f} ms over "
+           f"held-out prompts (mean {la['mean_tokens']:.0f} tokens); a full 128-token prompt p50 "
+           f"{la['p50_ms_at_128_tokens']:.2f} ms."]
+    sj = BENCH / "scorer.json"
+    if sj.is_file():
+        b = json.loads(sj.read_text())
+        h = b["http"].get("batching (max 16, wait 2 ms)", {})
+        if h:
+            out.append(f"- Scorer over HTTP with micro-batching: {h['c8']['prompts_per_s']:.0f} prompts/s at concurrency 8, "
+                       f"{h['c32']['prompts_per_s']:.0f} at 32 (one prompt per request), "
+                       f"{h.get('c8_x32_per_request', {}).get('prompts_per_s', float('nan')):.0f} with 32-prompt requests; "
+                       f"RSS {h['rss']['total_mb']:.0f} MB (load average {b.get('loadavg_before', float('nan')):.1f} "
+                       "from other work on the 2 cores during the run).")
+    rj = BENCH / "routing_quality.json"
+    if rj.is_file():
+        rq = json.loads(rj.read_text())
+        for name, tr in rq["trios"].items():
+            r = tr["routers"]
+            c95 = r["semantic"]["_cost_at_95"]
+            out.append(f"- Routing {name}: APGR semantic **{r['semantic']['_apgr']:.3f}**, hybrid "
+                       f"{r['hybrid']['_apgr']:.3f}, keyword {r['keyword']['_apgr']:.3f}, random 0.500, true-label bound "
+                       f"{r['true-label (upper bound)']['_apgr']:.3f}; semantic reaches 95% of always-large accuracy at "
+                       f"{'-' if c95 is None else f'{c95:.0%}'} of its cost.")
+    return [*out, ""]
+
+
 def write_report(res: dict[str, Any]) -> None:
     tr = res.get("training", {})
     cands = tr.get("candidates", {})
@@ -314,6 +354,7 @@ def write_report(res: dict[str, Any]) -> None:
         f"(labels: " + ", ".join(f"{k} {res['label_counts_test'].get(k, 0)}" for k in LABELS) + f"). "
         f"{res['truncated_share']:.1%} of them are longer than the model's 128 tokens and are truncated.",
         "",
+        *summary(res),
         "## Held-out accuracy, macro-F1, calibration",
         "",
         "| classifier | accuracy | macro-F1 | ECE (10 bins) | NLL |",
@@ -402,7 +443,9 @@ def write_report(res: dict[str, Any]) -> None:
         lines += ["", "![benchmarks](report/benchmarks_mix.png)"]
     la = res["latency_in_process"]
     lines += ["", "## Latency", "", f"In-process (router's local path; tokenise + ONNX, one prompt, "
-              f"{la['threads']} intra-op thread(s)), {la['n']} held-out prompts (mean {la['mean_tokens']:.0f} tokens):", "",
+              f"{la['threads']} intra-op thread(s)), {la['n']} held-out prompts (mean {la['mean_tokens']:.0f} tokens); "
+              f"1-min load average before/after: {la['loadavg'][0]:.2f}/{la['loadavg'][1]:.2f} (the 2 cores are "
+              "shared with other work, so these are upper bounds):", "",
               f"- p50 **{la['p50_ms']:.2f} ms**, p90 {la['p90_ms']:.2f} ms, p99 {la['p99_ms']:.2f} ms; a full 128-token "
               f"prompt: p50 {la['p50_ms_at_128_tokens']:.2f} ms (target: p50 <= 8 ms).",
               f"- offline batches of 32: {la['batch32_prompts_per_s']:.0f} prompts/s.", "",
