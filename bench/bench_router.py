@@ -165,7 +165,9 @@ def write(rows: list[dict[str, Any]], rss: dict[str, float], duration: float) ->
         lines.append(f"| {r['worker_class']} | {r['stream']} | {r['concurrency']} | {r['direct_p50_ms']:.2f} | "
                      f"{r['router_p50_ms']:.2f} | {r['added_p50_ms']:.2f} | {r['added_p99_ms']:.2f} | "
                      f"{r['direct_rps']:.0f} | {r['router_rps']:.0f} | {r['router_non_2xx']:.0f} |")
-    lines += ["", "RSS per router worker after the load: "
+    lines += ["", "Added = router minus direct at the same concurrency; a negative added p99 means the direct run "
+              "had the worse tail (both share 2 cores with wrk, so tails are noisy).",
+              "", "RSS per router worker after the load: "
               + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()), ""]
     (RESULTS / "router.md").write_text("\n".join(lines))
     plot(rows)
