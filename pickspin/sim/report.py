@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,18 +158,23 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
     markers = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o"}
     routings = sorted({r["routing"] for r in sr.rows.values()})
     colors = {r: f"C{i}" for i, r in enumerate(routings)}
-    for k, r in sr.rows.items():
-        x, y = r["cost_per_query_usd"], r["p95_latency_s"]
-        if x is None or y is None:
-            continue
-        ax.scatter([x], [y], marker=markers.get(r["policy"], "x"), color=colors[r["routing"]], s=60)
-        ax.annotate(k, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     pts = sorted((r["cost_per_query_usd"], r["p95_latency_s"]) for r in sr.rows.values()
                  if r["cost_per_query_usd"] is not None and r["p95_latency_s"] is not None)
     front: list[tuple[float, float]] = []
     for x, y in pts:
         if not front or y < front[-1][1]:
             front.append((x, y))
+    labelled: list[tuple[float, float]] = []
+    # Default-routing rows first, so they win the label where points coincide.
+    for k, r in sorted(sr.rows.items(), key=lambda kv: ("/" in kv[0], kv[0])):
+        x, y = r["cost_per_query_usd"], r["p95_latency_s"]
+        if x is None or y is None:
+            continue
+        ax.scatter([x], [y], marker=markers.get(r["policy"], "x"), color=colors[r["routing"]], s=60, alpha=0.85)
+        near = any(abs(math.log(x / lx)) < 0.08 and abs(math.log(y / ly)) < 0.08 for lx, ly in labelled)
+        if ("/" not in k or (x, y) in front) and not near:
+            ax.annotate(k, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            labelled.append((x, y))
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5", ls="--", lw=1,
                 label="Pareto frontier")
@@ -181,7 +187,8 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_xlabel("GPU cost per query (USD, log)")
     ax.set_ylabel("p95 latency (s, log)")
-    ax.set_title(f"Cost-latency frontier - {sr.scenario.name}", fontsize=10)
+    ax.set_title(f"Cost-latency frontier - {sr.scenario.name} (labels: default routing and frontier points)",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     p = out_dir / f"sim_frontier_{sr.scenario.name}.png"
