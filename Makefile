@@ -84,5 +84,9 @@ kind-down:
 architecture: install
 	$(BIN)/python docs/make_architecture.py
 
+# ---- Spin evaluation: trace-driven simulation with the project's own policy code -----------
+sim: install
+	$(BIN)/pickspin sim
+
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache .pickspin
