@@ -19,21 +19,14 @@ The policy module is looked up at call time (``scaler_policy.decide``), so patch
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pickspin_scaler import policy as scaler_policy
+from pickspin_scaler.metadata import ScalerMetadata
 
 from ..config import SimConfig
 from .base import HorizontalPodAutoscaler, KedaScaledObject, Policy, hpa_proposal
-
-try:  # installed with the project; from a source tree the package lives in keda-scaler/
-    from pickspin_scaler import policy as scaler_policy
-    from pickspin_scaler.metadata import ScalerMetadata
-except ModuleNotFoundError:  # pragma: no cover - depends on how the project was installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "keda-scaler"))
-    from pickspin_scaler import policy as scaler_policy
-    from pickspin_scaler.metadata import ScalerMetadata
 
 if TYPE_CHECKING:
     from ..engine import Simulation
