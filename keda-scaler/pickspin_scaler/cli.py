@@ -30,6 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="serve the last good values this long when Prometheus is unreachable, then UNAVAILABLE "
                         "(default 60)")
     p.add_argument("--query-timeout", type=float, default=2.0, help="Prometheus query timeout, s (default 2)")
+    p.add_argument("--prometheus-bearer-token-file", default=os.environ.get("PICKSPIN_PROMETHEUS_TOKEN_FILE"),
+                   help="send 'Authorization: Bearer <token>' read from this file (re-read when it changes)")
     p.add_argument("--grace", type=float, default=5.0, help="graceful-shutdown period, s (default 5)")
     p.add_argument("--config", default=None,
                    help="service matrix YAML: poll its models from the start (optional; triggers add more)")
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             raise SystemExit(f"pickspin scaler: --{name.replace('_', '-')} must be > 0")
     pconf = PollerConfig(default_address=args.prometheus.rstrip("/"), interval_s=args.poll_interval,
-                         max_staleness_s=args.max_staleness, query_timeout_s=args.query_timeout)
+                         max_staleness_s=args.max_staleness, query_timeout_s=args.query_timeout,
+                         bearer_token_file=args.prometheus_bearer_token_file)
     metrics = ScalerMetrics()
     poller = Poller(pconf, metrics=metrics)
     if args.config:

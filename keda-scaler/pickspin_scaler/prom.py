@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,9 +44,24 @@ class PromError(RuntimeError):
 class PromClient:
     """Minimal Prometheus HTTP API client: instant queries reduced to one number."""
 
-    def __init__(self, timeout_s: float = 2.0, http: urllib3.PoolManager | None = None) -> None:
+    def __init__(self, timeout_s: float = 2.0, http: urllib3.PoolManager | None = None, *,
+                 bearer_token_file: str | None = None) -> None:
         self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         self.http = http or urllib3.PoolManager(num_pools=8, maxsize=8, retries=False)
+        self.bearer_token_file = bearer_token_file
+        self._token: tuple[float, str] | None = None  # (file mtime, token): re-read when the file rotates
+
+    def _headers(self) -> dict[str, str]:
+        if not self.bearer_token_file:
+            return {}
+        try:
+            mtime = os.stat(self.bearer_token_file).st_mtime
+            if self._token is None or self._token[0] != mtime:
+                with open(self.bearer_token_file) as f:
+                    self._token = (mtime, f.read().strip())
+        except OSError as e:
+            raise PromError(f"cannot read the bearer token file {self.bearer_token_file}: {e}") from e
+        return {"Authorization": f"Bearer {self._token[1]}"}
 
     def query(self, address: str, promql: str) -> float | None:
         """Evaluate ``promql`` now; the sum over the returned series, None if there are none.
@@ -54,7 +70,7 @@ class PromClient:
         """
         url = f"{address}/api/v1/query?{urlencode({'query': promql})}"
         try:
-            r = self.http.request("GET", url, timeout=self.timeout)
+            r = self.http.request("GET", url, timeout=self.timeout, headers=self._headers())
         except urllib3.exceptions.HTTPError as e:
             raise PromError(f"{address}: {type(e).__name__}: {e}") from e
         if r.status != 200:
@@ -180,6 +196,7 @@ class PollerConfig:
     interval_s: float = 2.0
     max_staleness_s: float = 60.0
     query_timeout_s: float = 2.0
+    bearer_token_file: str | None = None  # sent as "Authorization: Bearer <token>" (e.g. a service-account token)
     expire_after_s: float = 900.0  # forget subscriptions not asked about for this long (unless pinned)
     max_subscriptions: int = 1000
     workers: int = 4
@@ -192,7 +209,8 @@ class Poller:
                  client: PromClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or PollerConfig()
         self.metrics = metrics or ScalerMetrics()
-        self.client = client or PromClient(self.config.query_timeout_s)
+        self.client = client or PromClient(self.config.query_timeout_s,
+                                           bearer_token_file=self.config.bearer_token_file)
         self.clock = clock
         self._entries: dict[SubKey, _Entry] = {}
         self._lock = threading.Lock()

@@ -20,10 +20,12 @@ class Scripted:
 
     def __init__(self) -> None:
         self.status = "200 OK"
+        self.auth: str | None = None
         self.body: Any = {"status": "success", "data": {"resultType": "vector", "result": []}}
         self.srv = ThreadServer(self._app)
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.auth = environ.get("HTTP_AUTHORIZATION")
         data = self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
         start_response(self.status, [("Content-Type", "application/json")])
         return [data]
@@ -147,3 +149,20 @@ def test_any_metadata_parses_or_names_a_key(raw: dict[str, str]) -> None:
     assert md.model and md.concurrency >= 1 and md.floor() >= 0
     md.queries()
     md.metric_name()
+
+
+def test_bearer_token_is_sent_and_reread_when_rotated(scripted: Scripted, tmp_path: Any) -> None:
+    import os
+
+    tok = tmp_path / "token"
+    tok.write_text("first\n")
+    scripted.status, scripted.body = "200 OK", _vec("1")
+    c = PromClient(1.0, bearer_token_file=str(tok))
+    c.query(scripted.srv.url, "x")
+    assert scripted.auth == "Bearer first"
+    tok.write_text("second")
+    os.utime(tok, (1, 1))  # a new mtime, as a rotation gives
+    c.query(scripted.srv.url, "x")
+    assert scripted.auth == "Bearer second"
+    with pytest.raises(PromError, match="bearer token file"):
+        PromClient(1.0, bearer_token_file=str(tmp_path / "missing")).query(scripted.srv.url, "x")
