@@ -224,6 +224,8 @@ class RouterSettings(_Strict):
     probe_interval_s: float = Field(default=2.0, gt=0)
     probe_timeout_s: float = Field(default=1.0, gt=0)
     ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    # Latency estimates not refreshed by traffic return to the backend's prior with this half-life.
+    latency_half_life_s: float = Field(default=120.0, gt=0)
     error_window: int = Field(default=20, ge=1)
     max_error_rate: float = Field(default=0.5, gt=0, le=1)
     retry_after_s: int = Field(default=2, ge=1)

@@ -38,6 +38,7 @@ class BackendStats:
 class _State:
     stats: BackendStats
     outcomes: deque[bool]
+    observed_at: float = 0.0  # monotonic time of the last latency observation
 
 
 class Telemetry:
@@ -81,6 +82,7 @@ class Telemetry:
             if ok and latency_s is not None:
                 lat = latency_s if n == 0 else (1 - a) * lat + a * latency_s
                 n += 1
+                st.observed_at = time.monotonic()
             if ok and ttft_s is not None:
                 tt = ttft_s if tt is None else (1 - a) * tt + a * ttft_s
             healthy = s.healthy and not mark_down
@@ -111,6 +113,26 @@ class Telemetry:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)
 
+    def decay_latency(self, now: float | None = None) -> None:
+        """Pull latency estimates that nobody refreshed back toward the configured prior.
+
+        An EWMA only moves when the backend answers: a model that looked slow once would never get
+        traffic again, so its estimate would never recover. With a half-life h, an estimate last
+        refreshed dt seconds ago is prior + (ewma - prior) * 0.5 ** (dt / h).
+        """
+        h = self.settings.latency_half_life_s
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for name, st in self._state.items():
+                prior = self._backends[name].expected_latency_s
+                s = st.stats
+                dt = now - st.observed_at
+                if s.observations == 0 or s.inflight > 0 or dt <= 0 or abs(s.latency_s - prior) < 1e-3 * prior:
+                    continue
+                lat = prior + (s.latency_s - prior) * 0.5 ** (dt / h)
+                st.observed_at = now
+                self._publish(name, replace(s, latency_s=lat))
+
     def revive_stale(self, now: float | None = None) -> None:
         """Passive health: give a backend marked down another chance after down_cooldown_s."""
         now = time.monotonic() if now is None else now
@@ -133,6 +155,7 @@ class Telemetry:
                         self.probe_once(http)
                     else:
                         self.revive_stale()
+                    self.decay_latency()
                 except Exception:  # never let the prober die
                     log.exception("probe round failed")
                 self._stop.wait(interval)
