@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = ComplexityModel(md, threads=args.threads)
     texts = [q.text for q in test]
     y = np.array([q.label_id for q in test])
-    sem, toks = predict_probs(model, texts)
+    # One prompt per call, as the router's in-process path classifies (no batch-mates: the canonical result).
+    sem, toks = predict_probs(model, texts, batch=1)
     kwc = KeywordClassifier(KeywordRules())
     kw_est = [kwc.classify(t) for t in texts]
     kw = np.array([[e.probs[k] for k in LABELS] for e in kw_est])
@@ -413,14 +414,16 @@ def write_report(res: dict[str, Any]) -> None:
     bi = res["batch_invariance"]
     lines += ["### Micro-batching and int8", "",
               "onnxruntime's dynamic int8 quantisation picks one activation scale per tensor, so a prompt's "
-              "probabilities depend slightly on its batch-mates. Measured on "
-              f"{bi['n']} test prompts, alone vs in random batches of {bi['batch']}: mean |dp| = "
+              "probabilities can depend slightly on the rows it shares a model call with. The engine only merges "
+              "prompts of (nearly) equal token length into one call (merging mixed lengths costs more than it saves "
+              "on this CPU; see the benchmark), which also limits that effect. Measured on "
+              f"{bi['n']} test prompts, alone vs submitted in random groups of {bi['batch']}: mean |dp| = "
               f"{bi['mean_abs_prob_diff']:.4f}, p99 of per-prompt max |dp| = {bi['p99_abs_prob_diff']:.4f}, max = "
               f"{bi['max_abs_prob_diff']:.4f}; the predicted class changed for {bi['argmax_flip_rate']:.2%} of prompts. "
-              "A batch-invariant alternative (8-bit MatMulNBits weights with per-row activation quantisation) was "
-              "tried and was 3x slower on this CPU (7 ms vs 2.2 ms at 32 tokens), and fp32 is ~10x slower (this "
-              "Xeon has AMX/VNNI int8), so the scorer keeps dynamic int8; `--max-batch 1` gives bit-exact "
-              "per-prompt results at the cost of throughput.", ""]
+              "Alternatives measured on this Xeon (AMX/VNNI int8) at 32 tokens: fp32 ONNX ~10x slower; "
+              "batch-invariant 8-bit MatMulNBits weights with per-row activation quantisation ~3x slower (7 ms vs "
+              "2.2 ms); onnxruntime's BERT graph fusions (Attention, SkipLayerNorm, BiasGelu) then int8: ~15% slower. "
+              "So the scorer keeps plain dynamic int8; `--max-batch 1` gives bit-exact per-prompt results.", ""]
     lines += ["## Per-benchmark breakdown", "",
               "MMLU-Pro questions come from four sources; the label mix differs a lot between them:", "",
               "| source | n | low/medium/high | keyword acc | semantic acc | semantic macro-F1 | hybrid acc |",

@@ -159,14 +159,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train, test = parts["train"], parts["test"]
     model = ComplexityModel(args.model_dir, threads=args.threads)
     texts = [q.text for q in test]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     sem = np.zeros((len(texts), len(LABELS)))
     ntok = np.zeros(len(texts))
-    for s in range(0, len(order), 32):
-        idx = order[s:s + 32]
-        for i, p in zip(idx, model.predict([texts[i] for i in idx]), strict=True):
-            sem[i] = [p.probs[k] for k in LABELS]
-            ntok[i] = p.tokens
+    for i, t in enumerate(texts):  # one prompt per call, as the router classifies
+        p = model.predict([t])[0]
+        sem[i] = [p.probs[k] for k in LABELS]
+        ntok[i] = p.tokens
     kwc = KeywordClassifier(KeywordRules())
     kw_est = [kwc.classify(t) for t in texts]
     kw = np.array([[e.probs[k] for k in LABELS] for e in kw_est])

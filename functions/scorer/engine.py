@@ -40,21 +40,25 @@ class Prediction:
                 "tokens": self.tokens, "truncated": self.truncated}
 
 
-PAD_SLACK = 0.25  # a chunk's padding may add at most this share of its real tokens
+# Merging one more prompt into a chunk saves one model call, worth about the compute of this many
+# tokens on a small CPU (measured: ~0.7 ms per call vs ~0.07 ms per token for MiniLM-L6 int8); it
+# merges only while the padding it adds stays under that, so a chunk never costs more than its rows
+# would one by one.
+MERGE_PAD_TOKENS = 8
 MAX_CHUNK = 32
 
 
 def _chunks(lengths: Sequence[int]) -> list[list[int]]:
-    """Split positions of ascending ``lengths`` into runs whose padded size stays within PAD_SLACK."""
+    """Split positions of ascending ``lengths`` into chunks that are cheaper run together than apart."""
     out: list[list[int]] = []
     cur: list[int] = []
-    real = 0
+    width = 0
     for j, n in enumerate(lengths):
-        if cur and (len(cur) >= MAX_CHUNK or n * (len(cur) + 1) > (1 + PAD_SLACK) * (real + n)):
+        if cur and (len(cur) >= MAX_CHUNK or len(cur) * (n - width) > MERGE_PAD_TOKENS):
             out.append(cur)
-            cur, real = [], 0
+            cur = []
         cur.append(j)
-        real += n
+        width = n
     if cur:
         out.append(cur)
     return out
@@ -116,10 +120,9 @@ class ComplexityModel:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Classify ``texts``; results in input order.
 
-        Texts are tokenised, sorted by length and run in chunks of similar length: on a CPU the cost
-        of a padded batch grows with its padded size, so a chunk only grows while its padding stays
-        under ``PAD_SLACK`` of its real tokens (a batch of mixed lengths would otherwise cost more
-        than the same prompts one by one).
+        Texts are tokenised, sorted by length and run in chunks of (nearly) equal length: on a CPU the
+        cost of a padded batch grows with its padded size, so a batch of mixed lengths would cost more
+        than the same prompts one by one (see ``MERGE_PAD_TOKENS``).
         """
         if not texts:
             return []
