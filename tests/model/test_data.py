@@ -65,7 +65,7 @@ def test_real_matrix_labels_and_shipped_split(shared_matrix: Path) -> None:
     assert m["digest"] == training["split"]["digest"]  # the shipped model used exactly this split
 
 
-@pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.routing_quality"])
+@pytest.mark.parametrize("module", ["model.train", "model.evaluate", "model.routing_quality", "model.build"])
 def test_scripts_stop_cleanly_without_shared(module: str, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", module], cwd=REPO, capture_output=True, text=True, timeout=120,
                        env=subprocess_env(PICKSPIN_SHARED=str(tmp_path / "nowhere")))
