@@ -46,7 +46,7 @@ lint: install
 	$(BIN)/mypy pickspin functions keda-scaler/pickspin_scaler bench model
 
 # ---- benchmarks (bounded; results in bench/results/) -------------------------------------
-bench: bench-router bench-scorer bench-scaler
+bench: bench-router bench-scorer bench-scaler bench-routing
 
 bench-router: install
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
@@ -58,6 +58,15 @@ bench-scorer: install
 
 bench-scaler: install
 	$(BIN)/python bench/bench_scaler.py
+
+# Routing quality on held-out MMLU-Pro outcomes (needs ../shared); written into model/REPORT.md data.
+bench-routing: install
+	$(BIN)/python -m model.routing_quality
+
+# ---- the complexity classifier: rebuild the shipped artifact from scratch (~30 min on 2 cores) ----
+model: install
+	$(PIP) install "torch==2.13.0" "transformers>=4.44" "onnx>=1.16" "scikit-learn>=1.4"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m model.build
 
 # ---- Kubernetes (kind needs Docker; nothing here runs a cluster) -------------------------
 KIND := deploy/kind/kind.sh

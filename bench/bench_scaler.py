@@ -1,8 +1,10 @@
 """Scaler RPC latency: GetMetrics and IsActive under 100 concurrent callers (grpc.aio, 127.0.0.1).
 
-The scaler runs in its own process (the real ScalerServer; its poller fed by an in-process constant
-source, so the numbers are the RPC path over the cache, not Prometheus). The load runs in this process:
-100 asyncio callers over one HTTP/2 connection, as KEDA's pooled client does. Two modes, each bounded:
+The scaler runs in its own process: the real ScalerServer, tuned as ``pickspin scaler`` tunes it, its
+poller fed by an in-process constant source, so the numbers are the RPC path over the cache, not
+Prometheus. The load runs in this process: 100 asyncio callers over one HTTP/2 connection, as KEDA's
+pooled client does; the methods run interleaved in rounds, and a no-op ``grpc.health.v1`` Check on the
+same server is the baseline. Three loads, each bounded:
 
 * ``paced-1s``: every caller calls once a second (100 RPC/s offered: ~5x what KEDA sends for 100
   ScaledObjects: GetMetrics + IsActive per 30 s pollingInterval, and again per HPA read every 15 s);
@@ -45,7 +47,9 @@ TARGET_P99_MS = 5.0
 def serve(port_file: str) -> None:
     from pickspin_scaler.metadata import parse_metadata
     from pickspin_scaler.prom import Poller, PollerConfig, PromClient, ScalerMetrics
-    from pickspin_scaler.server import ScalerServer, ServerConfig
+    from pickspin_scaler.server import ScalerServer, ServerConfig, tune_process
+
+    tune_process()  # as `pickspin scaler` does
 
     values = {"rate": 3.0, "latency": 2.0, "demand": 5.0, "recent": 10.0, "total": 100.0}
     table = {q: values[name] for m in MODELS
@@ -134,6 +138,18 @@ async def run_mode(address: str, method: str, mode: str, callers: int, calls: in
             "pace_ms": None if not pace_s else pace_s * 1000, "_lat": a}
 
 
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several rounds of the same method and mode."""
+    a = np.concatenate([p["_lat"] for p in parts])
+    wall = sum(p["wall_s"] for p in parts)
+    first = parts[0]
+    return {"method": first["method"], "mode": first["mode"], "callers": first["callers"], "calls": len(a),
+            "errors": sum(p["errors"] for p in parts), "wall_s": round(wall, 3), "rps": round(len(a) / wall, 1),
+            "p50_ms": round(float(np.percentile(a, 50)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3), "max_ms": round(float(a.max()), 3),
+            "pace_ms": first["pace_ms"], "rounds": len(parts), "_lat": a}
+
+
 def handler_quantiles(url: str) -> dict[str, dict[str, float]]:
     """p50/p99 of the server-side handler time from the scaler's own histogram (bucket upper bounds, µs)."""
     import urllib3
@@ -216,10 +232,19 @@ def main() -> int:
             scale = 0.2 if a.quick else 1.0
             modes = [("paced-1s", 1.0, 10), ("paced-100ms", 0.1, 100), ("closed", None, 100)]
             load_before = os.getloadavg()
+            methods = ["GetMetrics", "IsActive", "Health.Check"]
+            rounds = 1 if a.quick else 3
             for mode, pace, calls in modes:
-                for method in ("GetMetrics", "IsActive", "Health.Check"):
-                    r = asyncio.run(run_mode(address, method, mode, a.callers, max(2, int(calls * scale)), pace))
-                    print(f"{method:10s} {r['mode']:6s} callers={r['callers']} calls={r['calls']} "
+                # Interleave the methods in rounds (rotating the order) so that background noise on the
+                # machine falls on all of them alike rather than on whichever ran during a busy spell.
+                parts: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+                for k in range(rounds):
+                    for method in methods[k % 3:] + methods[:k % 3]:
+                        n = max(2, int(calls * scale / rounds))
+                        parts[method].append(asyncio.run(run_mode(address, method, mode, a.callers, n, pace)))
+                for method in methods:
+                    r = merge(parts[method])
+                    print(f"{method:12s} {r['mode']:11s} callers={r['callers']} calls={r['calls']} "
                           f"rps={r['rps']:.0f} p50={r['p50_ms']:.2f}ms p99={r['p99_ms']:.2f}ms "
                           f"max={r['max_ms']:.2f}ms errors={r['errors']}", flush=True)
                     results.append(r)
@@ -263,9 +288,11 @@ def main() -> int:
         lines.append(f"| {r['method']} | {r['mode']} | {r['calls']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
                      f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {r['errors']} |")
     by_mode = {m: all(r["p99_ms"] <= TARGET_P99_MS for r in clean if r["mode"] == m and r["method"] != "Health.Check")
-               for m in dict.fromkeys(r["mode"] for r in clean)}
+               for m in dict.fromkeys(r["mode"] for r in clean if r["mode"].startswith("paced"))}
     verdict = ", ".join(f"{m}: {'met' if ok else 'NOT met'}" for m, ok in by_mode.items())
-    lines += ["", f"Target p99 <= {TARGET_P99_MS:g} ms: {verdict}.", "",
+    lines += ["", f"Target p99 <= {TARGET_P99_MS:g} ms (GetMetrics and IsActive at the paced loads): {verdict}. "
+              "The closed loop is saturation, where latency is queueing (100 outstanding / throughput): "
+              "it shows capacity, not a latency target.", "",
               "Server-side time in the handler (cache read + policy), from the scaler's own "
               "`pickspin_scaler_rpc_seconds` histogram over all the calls above (bucket upper bounds):", ""]
     for method, q in sorted(server_side.items()):

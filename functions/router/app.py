@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from pickspin.config import Model, Profile, ServiceMatrix, load_config
 from pickspin.errors import APIError, register_error_handlers
 
-from .classifiers import Classifier, Estimate, build_classifier
+from .classifiers import Classifier, Estimate, build_classifier, classifier_ready
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, rank
@@ -269,8 +269,11 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     @app.get("/readyz")
     def readyz() -> Response:
         up = sum(1 for s in st.telemetry.snapshot.values() if s.healthy)
-        return jsonify({"status": "ready", "classifier": st.classifier.name, "backends_up": up,
-                        "backends": len(st.telemetry.snapshot)})
+        ready = classifier_ready(st.classifier)
+        resp = jsonify({"status": "ready" if ready else "loading classifier", "classifier": st.classifier.name,
+                        "backends_up": up, "backends": len(st.telemetry.snapshot)})
+        resp.status_code = 200 if ready else 503
+        return resp
 
     @app.get("/metrics")
     def metrics() -> Response:

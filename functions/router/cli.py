@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 
@@ -53,10 +54,14 @@ def _route(args: argparse.Namespace) -> int:
     from .app import create_app
 
     app = create_app(load_config(args.config), start_prober=False)
+    client = app.test_client()
+    deadline = time.monotonic() + 60
+    while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)  # an in-process classifier is loading
     body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
     if args.profile:
         body["profile"] = args.profile
-    resp = app.test_client().post("/v1/route", json=body)
+    resp = client.post("/v1/route", json=body)
     data = resp.get_json()
     if resp.status_code != 200 or args.json:
         print(json.dumps(data, indent=2))

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from .prom import Poller, PollerConfig, ScalerMetrics
-    from .server import ScalerServer, ServerConfig
+    from .server import ScalerServer, ServerConfig, tune_process
 
     for name in ("poll_interval", "max_staleness", "query_timeout"):
         if getattr(args, name) <= 0:
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             poller.subscribe(md, pinned=True)
     sconf = ServerConfig(host=args.host, port=args.port, grace_s=args.grace,
                          metrics_port=None if args.metrics_port < 0 else args.metrics_port)
+    tune_process()
     asyncio.run(ScalerServer(sconf, poller=poller, metrics=metrics).serve_until_signal())
     return 0
 

@@ -19,6 +19,7 @@ import gc
 import logging
 import math
 import signal
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -205,6 +206,15 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     def _wake_streams(self) -> None:
         for ev in list(self._streams):
             ev.set()
+
+
+def tune_process(switch_interval_s: float = 0.001) -> None:
+    """Process-wide settings for a dedicated scaler process (``pickspin scaler`` calls this).
+
+    The poller's threads and gRPC's own threads share the GIL with the asyncio loop that answers RPCs;
+    a shorter switch interval (Python's default is 5 ms) bounds how long an RPC can wait for it.
+    """
+    sys.setswitchinterval(switch_interval_s)
 
 
 @dataclass

@@ -321,3 +321,23 @@ def test_passive_health_without_probes_skips_then_retries_a_dead_backend() -> No
         finally:
             srv.stop()
             tel.stop()
+
+
+def test_readyz_waits_for_a_loading_classifier() -> None:
+    from functions.router.classifiers.keyword import KeywordClassifier
+    from pickspin.config import KeywordRules
+
+    class Loading(KeywordClassifier):
+        loaded = False
+
+        def ready(self) -> bool:
+            return self.loaded
+
+    clf = Loading(KeywordRules())
+    app = create_app(trio_matrix({"small": ["http://127.0.0.1:9"]}), classifier=clf, start_prober=False)
+    c = app.test_client()
+    r = c.get("/readyz")
+    assert r.status_code == 503 and r.get_json()["status"] == "loading classifier"
+    clf.loaded = True
+    assert c.get("/readyz").status_code == 200
+    assert c.get("/healthz").status_code == 200

@@ -21,6 +21,12 @@ def register(name: str, target: str) -> None:
     REGISTRY[name] = target
 
 
+def classifier_ready(clf: Classifier) -> bool:
+    """Classifiers that load a model say when they are done; the others are always ready."""
+    check = getattr(clf, "ready", None)
+    return bool(check()) if callable(check) else True
+
+
 def build_classifier(mode: str, matrix: ServiceMatrix) -> Classifier:
     try:
         target = REGISTRY[mode]
@@ -34,4 +40,4 @@ def build_classifier(mode: str, matrix: ServiceMatrix) -> Classifier:
     return factory(matrix)
 
 
-__all__ = ["REGISTRY", "Classifier", "Estimate", "build_classifier", "peaked", "register"]
+__all__ = ["REGISTRY", "Classifier", "Estimate", "build_classifier", "classifier_ready", "peaked", "register"]

@@ -34,6 +34,9 @@ class HybridClassifier:
         kw = KeywordClassifier.from_config(matrix)
         return cls(kw, SemanticClassifier(build_scorer(matrix), kw))
 
+    def ready(self) -> bool:
+        return self.semantic.ready()
+
     def keyword_decides(self, est: Estimate) -> bool:
         return est.rule is not None and not est.detail.get("conflict") and est.confidence >= self.min_keyword_confidence
 

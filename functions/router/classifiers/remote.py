@@ -81,6 +81,10 @@ class LocalScorer:
     def error(self) -> str | None:
         return self._error
 
+    def ready(self) -> bool:
+        """Done loading (a failed load counts: the router then routes on keywords)."""
+        return self._model is not None or self._error is not None
+
     def score(self, text: str) -> ScorerResult:
         from functions.scorer.engine import ComplexityModel
 

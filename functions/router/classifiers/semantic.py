@@ -41,6 +41,10 @@ class SemanticClassifier:
     def from_config(cls, matrix: ServiceMatrix) -> SemanticClassifier:
         return cls(build_scorer(matrix), KeywordClassifier.from_config(matrix))
 
+    def ready(self) -> bool:
+        check = getattr(self.scorer, "ready", None)
+        return bool(check()) if callable(check) else True
+
     def classify(self, text: str) -> Estimate:
         try:
             r = self.scorer.score(text)
