@@ -230,7 +230,7 @@ def main() -> int:
             address = f"127.0.0.1:{grpc_port}"
             results = []
             scale = 0.2 if a.quick else 1.0
-            modes = [("paced-1s", 1.0, 10), ("paced-100ms", 0.1, 100), ("closed", None, 100)]
+            modes = [("paced-1s", 1.0, 21), ("paced-100ms", 0.1, 100), ("closed", None, 100)]
             load_before = os.getloadavg()
             methods = ["GetMetrics", "IsActive", "Health.Check"]
             rounds = 1 if a.quick else 3
