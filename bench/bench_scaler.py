@@ -84,6 +84,7 @@ def serve(port_file: str) -> None:
 async def run_mode(address: str, method: str, mode: str, callers: int, calls: int, pace_s: float | None
                    ) -> dict[str, Any]:
     import grpc
+
     from pickspin_scaler._generated import externalscaler_pb2 as pb
     from pickspin_scaler._generated import externalscaler_pb2_grpc as pb_grpc
 

@@ -1,14 +1,18 @@
 """``pickspin up``: the whole stack on one machine, on 127.0.0.1, in the foreground.
 
-Starts every backend that has a ``launch`` section (real llama.cpp models and clearly labelled
-simulated tiers), the scorer (if present) and the router; waits until each answers its health
-check; prints how to call it; stops everything on Ctrl-C. A child that dies is reported; the router
-routes around a dead backend.
+Backends with a ``launch`` section (real llama.cpp models and clearly labelled simulated tiers) are
+managed by local activators, the single-machine twin of Knative's activator + KEDA: each listens on
+the backend's URL, starts the backend process on the first request (holding requests meanwhile),
+and stops it after the model's idle time tau, keeping the tier's warm pool running - decided by the
+scaler's own policy functions. ``--eager`` starts every backend at once and keeps it up instead.
+Then the scorer (if present) and the router start; ``up`` waits until each answers its health check,
+prints how to call it and stops everything on Ctrl-C. The router routes around a dead backend.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -51,11 +55,11 @@ def backend_command(b: Backend, port: int | None = None) -> list[str]:
 
 
 def plan(matrix: ServiceMatrix, config_path: str, *, router_port: int, scorer_port: int | None,
-         log_dir: Path, workers: int) -> list[Child]:
+         log_dir: Path, workers: int, eager: bool) -> list[Child]:
     children: list[Child] = []
     for m in matrix.models:
         for b in m.backends:
-            if b.launch is None:
+            if b.launch is None or not eager:
                 continue
             children.append(Child(b.name, backend_command(b), b.url + b.probe_path(), log_dir / f"{b.name}.log",
                                   startup_timeout_s=b.launch.startup_timeout_s))
@@ -99,6 +103,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-scorer", action="store_true", help="do not start the scorer")
     p.add_argument("--workers", type=int, default=2, help="router worker processes")
     p.add_argument("--log-dir", default=".pickspin/logs")
+    p.add_argument("--eager", action="store_true",
+                   help="start every backend now and keep it up (no scale-to-zero activators)")
     p.set_defaults(func=run)
 
 
@@ -111,7 +117,14 @@ def run(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     scorer_port = None if args.no_scorer or not _scorer_available() else args.scorer_port
     children = plan(matrix, config_path, router_port=args.port, scorer_port=scorer_port, log_dir=log_dir,
-                    workers=args.workers)
+                    workers=args.workers, eager=args.eager)
+    activators: list[Any] = []
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per health probe
+    if not args.eager:
+        from pickspin_scaler.actuator import build_activators
+
+        activators = build_activators(matrix, backend_command, log_dir=log_dir)
+    simulated = {b.name for m in matrix.models for b in m.backends if b.simulated}
     http = urllib3.PoolManager()
     stopping = False
 
@@ -122,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
+        for a in activators:
+            a.start()  # binds the backend's URL; warm-pool backends start now, the rest on first request
+            st = a.status()
+            label = " (SIMULATED)" if a.backend.name in simulated else ""
+            print(f"  ready  {a.backend.name:<22} {a.backend.url}{label}  [activator: {st['state']}, "
+                  f"warm pool {st['policy']['floor']}, idle tau {st['policy']['idle_seconds']:g} s]",
+                  flush=True)
         for c in children:
             out = open(c.log_path, "ab") if c.log_path else None  # noqa: SIM115 - owned by the child
             c.proc = subprocess.Popen(c.cmd, stdout=out or None, stderr=subprocess.STDOUT if out else None,
@@ -130,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 where = f"; see {c.log_path}" if c.log_path else ""
                 print(f"pickspin up: {c.name} did not become healthy at {c.health_url}{where}", file=sys.stderr)
                 return 1
-            label = " (SIMULATED)" if any(b.simulated for m in matrix.models for b in m.backends
-                                          if b.name == c.name) else ""
+            label = " (SIMULATED)" if c.name in simulated else ""
             print(f"  ready  {c.name:<22} {c.health_url.rsplit('/', 1)[0]}{label}", flush=True)
         print(_banner(args.port), flush=True)
         while not stopping:
@@ -144,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        for a in activators:
+            a.stop()
         for c in reversed(children):
             if c.proc is not None and c.proc.poll() is None:
                 os.killpg(c.proc.pid, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""`pickspin up` (the main job) as a process: starts backends and router, serves, stops cleanly."""
+"""`pickspin up` (the main job) as a process: activators, backends and router; serves; stops cleanly."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_up_starts_the_stack_and_stops_it(tmp_path: Path) -> None:
     ports = {t: free_port() for t in ("small", "large")}
     cfg = {"models": [
         {"name": f"{t}-model", "tier": t, "capability": TRIO_CAPS[t], "cost": {"per_1k_tokens": TRIO_COST[t]},
-         "scaling": {"warm_pool": 1},
+         "scaling": {"warm_pool": 1 if t == "small" else 0},
          "backends": [{"name": f"{t}-sim", "kind": "vllm", "url": f"http://127.0.0.1:{p}",
                        "served_model_name": f"{t}-served", "simulated": True,
                        "launch": {"type": "sim", "params_b": 1 if t == "small" else 70}}]}
@@ -40,6 +40,9 @@ def test_up_starts_the_stack_and_stops_it(tmp_path: Path) -> None:
                 return False
 
         assert wait_until(ready, 90)
+        # the large tier has no warm pool: its activator holds the port, the backend is not running
+        act = f"http://127.0.0.1:{ports['large']}/_pickspin/activator"
+        assert httpx.get(act).json()["state"] == "cold"
         r1 = httpx.post(url + "/v1/chat/completions", timeout=30,
                         json={"messages": [{"role": "user", "content": "list three colours"}], "max_tokens": 3})
         r2 = httpx.post(url + "/v1/chat/completions", timeout=30, headers={"X-PickSpin-Profile": "quality"},
@@ -48,6 +51,8 @@ def test_up_starts_the_stack_and_stops_it(tmp_path: Path) -> None:
         assert r1.headers["X-PickSpin-Model"] == "small-model"
         assert r2.headers["X-PickSpin-Model"] == "large-model"
         assert r2.headers["X-PickSpin-Simulated"] == "true"
+        st = httpx.get(act).json()
+        assert st["state"] == "ready" and st["starts"] == 1  # cold-started by the first request
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3  # two backends and the router (plus its worker)
     finally:

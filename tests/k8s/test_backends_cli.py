@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from pickspin_scaler.metadata import parse_metadata
 
 from pickspin.cli import main
 from pickspin.config import parse_config
 from pickspin.k8s import knative as kn
+from pickspin_scaler.metadata import parse_metadata
 
 from .conftest import CRDS, render, validate_cr
 from .fake_kube_api import FakeKubeAPI

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from pickspin_scaler.cli import metadata_from_config
-from pickspin_scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
 
 from pickspin.config import ServiceMatrix, parse_config
 from pickspin.k8s import knative as kn
+from pickspin_scaler.cli import metadata_from_config
+from pickspin_scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
 
 from .conftest import VALUE_SETS, helm_bin, knative_docs, render
 

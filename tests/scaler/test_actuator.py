@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import urllib3
-from pickspin_scaler.actuator import STATUS_PATH, LocalActivator
 
 from pickspin.config import ServiceMatrix, parse_config
+from pickspin_scaler.actuator import STATUS_PATH, LocalActivator
 
 from .conftest import free_port, wait_until
 

@@ -18,9 +18,9 @@ from typing import Any
 import grpc
 import pytest
 import urllib3
-from pickspin_scaler.prom import PollerConfig
 
 from pickspin.config import parse_config
+from pickspin_scaler.prom import PollerConfig
 
 from .conftest import RealPrometheus, ThreadServer, prometheus_binary, wait_until
 from .scaler_harness import ServerThread

@@ -17,6 +17,7 @@ import grpc
 import pytest
 import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from pickspin_scaler.metadata import parse_metadata
 from pickspin_scaler.prom import PollerConfig
 

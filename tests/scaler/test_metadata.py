@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pickspin_scaler.metadata import MetadataError, parse_metadata
 
 

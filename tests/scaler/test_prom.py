@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pickspin_scaler.metadata import MetadataError, parse_metadata
 from pickspin_scaler.prom import Poller, PollerConfig, PromClient, PromError
 
