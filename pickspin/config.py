@@ -327,15 +327,20 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> ServiceMatr
         raise ConfigError(format_validation_error(e, source)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> ServiceMatrix:
-    """Load and validate the service matrix from ``path``, ``$PICKSPIN_CONFIG`` or the local default."""
-    p = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+def read_yaml_mapping(p: Path, what: str = "config", hint: str = "") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or a ConfigError that says what is wrong."""
     try:
         raw = yaml.safe_load(p.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p} (set --config or ${ENV_CONFIG})") from None
+        raise ConfigError(f"{what} file not found: {p}{hint}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {p}: top level must be a mapping with a 'models' list")
-    return parse_config(raw, str(p))
+        raise ConfigError(f"{what} {p}: top level must be a mapping")
+    return raw
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ServiceMatrix:
+    """Load and validate the service matrix from ``path``, ``$PICKSPIN_CONFIG`` or the local default."""
+    p = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    return parse_config(read_yaml_mapping(p, hint=f" (set --config or ${ENV_CONFIG})"), str(p))

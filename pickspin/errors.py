@@ -6,9 +6,10 @@ Statuses are mapped here and nowhere else.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 _TYPES = {
@@ -56,6 +57,20 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
             "code": code,
         }
     }
+
+
+def json_object_body(expected: str = "a JSON object") -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says why (413 over MAX_CONTENT_LENGTH)."""
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise APIError(400, f"request body is empty; expected {expected}", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise APIError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, f"request body must be {expected}", code="invalid_json")
+    return body
 
 
 def error_response(err: APIError) -> Response:

@@ -6,7 +6,6 @@ snapshot (pure) -> forward to the best, failing over before the first byte.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -18,7 +17,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
 from pickspin.config import Model, Profile, ServiceMatrix, load_config
-from pickspin.errors import APIError, register_error_handlers
+from pickspin.errors import APIError, json_object_body, register_error_handlers
 
 from .classifiers import Classifier, Estimate, build_classifier, classifier_ready
 from .metrics import RouterMetrics
@@ -69,19 +68,6 @@ def state() -> RouterState:
 
 
 # -- request parsing ----------------------------------------------------------------------------
-
-def _json_body() -> dict[str, Any]:
-    raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH -> 413
-    if not raw:
-        raise APIError(400, "request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise APIError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return body
-
 
 def _text_of(content: Any, param: str) -> str:
     if content is None:
@@ -208,7 +194,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         return resp
 
     def _proxy(path: str, kind: str) -> Response:
-        body = _json_body()
+        body = json_object_body()
         d = decide(st, body, kind)
         eligible = [s for s in d.table if s.eligible]
         if not eligible:
@@ -238,7 +224,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
 
     @app.post("/v1/route")
     def route() -> Response:
-        body = _json_body()
+        body = json_object_body()
         kind = "completion" if "prompt" in body and "messages" not in body else "chat"
         d = decide(st, body, kind)
         best = next((s for s in d.table if s.eligible), None)

@@ -11,7 +11,6 @@ opens at once and Knative/Kubernetes readiness gates traffic until it is ready.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -20,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from pickspin.errors import APIError, register_error_handlers
+from pickspin.errors import APIError, json_object_body, register_error_handlers
 
 from .batcher import MicroBatcher
 from .engine import ComplexityModel, ModelLoadError, Prediction
@@ -173,13 +172,7 @@ def create_app(settings: ScorerSettings | None = None, *, load_async: bool = Tru
         status = "200"
         st.enter()
         try:
-            raw = request.get_data(cache=False)
-            if not raw:
-                raise APIError(400, "request body is empty; expected {\"input\": ...}", code="invalid_json")
-            try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise APIError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
+            body = json_object_body('a JSON object {"input": ...}')
             texts, single = _texts(body, s)
             if st.batcher is None or st.model is None:
                 raise APIError(503, "model is not loaded yet" if st.error is None else f"model unavailable: {st.error}",

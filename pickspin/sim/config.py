@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pickspin.config import ConfigError, ServiceMatrix, format_validation_error
+from pickspin.config import ConfigError, ServiceMatrix, format_validation_error, read_yaml_mapping
 
 DEFAULT_SIM_CONFIG = Path(__file__).resolve().parents[2] / "config" / "sim.yaml"
 
@@ -195,15 +194,7 @@ def parse_sim_config(data: Mapping[str, Any], source: str = "<dict>") -> SimConf
 
 def load_sim_config(path: str | Path | None = None) -> SimConfig:
     p = Path(path) if path else DEFAULT_SIM_CONFIG
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"sim config not found: {p}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"sim config {p} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sim config {p}: top level must be a mapping")
-    return parse_sim_config(raw, str(p))
+    return parse_sim_config(read_yaml_mapping(p, "sim config"), str(p))
 
 
 def kv_bound_batch(gpu_mem_gb: float, gpus: int, weights_gb: float, kv_bytes_per_token: float,
