@@ -224,8 +224,10 @@ class RouterSettings(_Strict):
     probe_interval_s: float = Field(default=2.0, gt=0)
     probe_timeout_s: float = Field(default=1.0, gt=0)
     ewma_alpha: float = Field(default=0.2, gt=0, le=1)
-    # Latency estimates not refreshed by traffic return to the backend's prior with this half-life.
-    latency_half_life_s: float = Field(default=120.0, gt=0)
+    # Optional: latency estimates not refreshed by traffic return to the backend's prior with this
+    # half-life. Off by default: in the trace-driven simulation (docs/simulation.md, "+decay") decay
+    # without knowing which backends are at zero sends traffic back to cold models and pays cold starts.
+    latency_half_life_s: float | None = Field(default=None, gt=0)
     error_window: int = Field(default=20, ge=1)
     max_error_rate: float = Field(default=0.5, gt=0, le=1)
     retry_after_s: int = Field(default=2, ge=1)

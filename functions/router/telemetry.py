@@ -121,6 +121,8 @@ class Telemetry:
         refreshed dt seconds ago is prior + (ewma - prior) * 0.5 ** (dt / h).
         """
         h = self.settings.latency_half_life_s
+        if h is None:
+            return
         now = time.monotonic() if now is None else now
         with self._lock:
             for name, st in self._state.items():

@@ -9,8 +9,9 @@ Variants:
   ``hybrid@quality``: alpha 1, lambda 0.1, mu 0.1);
 * ``quality-only`` - relevance alone (profile alpha=1, lambda=0, mu=0): every request goes to the most
   capable model, the way a single-big-model deployment behaves.
-* ``<variant>+decay`` - a what-if, not the router's behaviour: a backend's latency EWMA relaxes back to
-  its prior (half-life ``DECAY_HALF_LIFE_S``) while it gets no answers. The router's EWMA moves only
+* ``<variant>+decay`` - the router's optional ``router.latency_half_life_s`` (off by default because of
+  what this variant shows): a backend's latency EWMA relaxes back to its prior (half-life
+  ``DECAY_HALF_LIFE_S``) while it gets no answers. The router's EWMA moves only
   when a backend answers, so a model that once looked slow (a cold start, an overload) and then gets no
   traffic keeps its stale latency for good; the variant measures what that costs.
 * ``<variant>+aware`` - a what-if on top of ``+decay``: the snapshot's latency of a model with no ready

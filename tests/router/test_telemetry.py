@@ -46,6 +46,14 @@ def test_stale_latency_decays_toward_the_prior() -> None:
     assert t.snapshot["b"].latency_s == pytest.approx(3.0)
 
 
+def test_no_decay_unless_configured() -> None:
+    t = make()
+    t.begin("b")
+    t.end("b", ok=True, latency_s=9.0)
+    t.decay_latency(now=t._state["b"].observed_at + 1e6)
+    assert t.snapshot["b"].latency_s == 9.0
+
+
 def test_no_decay_while_requests_are_in_flight() -> None:
     t = make(latency_half_life_s=1.0)
     t.begin("b")
