@@ -138,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
         for a in activators:
             a.start()  # binds the backend's URL; warm-pool backends start now, the rest on first request
             st = a.status()
+            state = "starting (warm pool)" if st["policy"]["floor"] > 0 and st["state"] == "cold" else st["state"]
             label = " (SIMULATED)" if a.backend.name in simulated else ""
-            print(f"  ready  {a.backend.name:<22} {a.backend.url}{label}  [activator: {st['state']}, "
+            print(f"  ready  {a.backend.name:<22} {a.backend.url}{label}  [activator: {state}, "
                   f"warm pool {st['policy']['floor']}, idle tau {st['policy']['idle_seconds']:g} s]",
                   flush=True)
         for c in children:
