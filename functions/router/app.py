@@ -7,8 +7,8 @@ snapshot (pure) -> forward to the best, failing over before the first byte.
 from __future__ import annotations
 
 import logging
+import random
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +180,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
 
     @app.before_request
     def _auth() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        g.request_id = request.headers.get("X-Request-Id") or f"{random.getrandbits(64):016x}"
         if st.api_keys and request.path.startswith("/v1/"):
             auth = request.headers.get("Authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
@@ -209,7 +209,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
                    "X-PickSpin-Classifier": d.estimate.source}
         if st.matrix.router.log_prompts:
             log.info("request %s prompt=%r", g.request_id, prompt_text(body, kind)[:500])
-        log.info("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,
+        log.debug("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,
                  eligible[0].model, eligible[0].backend)
         return st.forwarder.forward(path, fwd, targets, stream=bool(body.get("stream")),
                                     complexity=d.estimate.label, extra_headers=headers)
