@@ -136,7 +136,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         for a in activators:
-            a.start()  # binds the backend's URL; warm-pool backends start now, the rest on first request
+            try:
+                a.start()  # binds the backend's URL; warm-pool backends start now, the rest on first request
+            except OSError as e:
+                print(f"pickspin up: {e}; stop what holds the port or change the port in the config",
+                      file=sys.stderr)
+                return 1
             st = a.status()
             state = "starting (warm pool)" if st["policy"]["floor"] > 0 and st["state"] == "cold" else st["state"]
             label = " (SIMULATED)" if a.backend.name in simulated else ""
