@@ -123,6 +123,9 @@ class Backend(_Strict):
     simulated: bool = False
     # Prior for expected latency (s) until telemetry has observations.
     expected_latency_s: float = Field(default=1.0, gt=0)
+    # Time from zero replicas to ready (model load). When > 0 the router adds it to the expected
+    # latency of a backend it believes is at zero, so Pick knows what Spin is doing. 0 = never.
+    cold_start_s: float = Field(default=0.0, ge=0)
     launch: Launch | None = None
 
     @field_validator("url")

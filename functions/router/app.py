@@ -45,7 +45,9 @@ class RouterState:
     @classmethod
     def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None) -> RouterState:
         backends = [b for m in matrix.models for b in m.backends]
-        telemetry = Telemetry(backends, matrix.router)
+        idle_to_zero = {b.name: m.scaling.idle_seconds for m in matrix.models if matrix.warm_pool(m) == 0
+                        for b in m.backends}
+        telemetry = Telemetry(backends, matrix.router, idle_to_zero)
         metrics = RouterMetrics(CollectorRegistry(auto_describe=True))
         pool = max(8, sum(b.max_concurrency for b in backends))
         cands = [Candidate(m, b) for m in matrix.models for b in m.backends]

@@ -5,7 +5,7 @@
 * R_hat(x) = sum_k p_k * capability[x][k]: expected fitness of model x for the prompt's complexity
   distribution p (in [0, 1] because capabilities are).
 * T_hat(x) = 1 - norm(T(x)), T(x) = EWMA latency * (1 + inflight / max_concurrency): expected latency
-  under the backend's current load.
+  under the backend's current load, plus the backend's cold_start_s when it is believed to be at zero.
 * C_hat(x) = 1 - norm(C(x)): price per 1K tokens, or price per GPU-second times expected latency.
 * norm(v) = (v - min) / (max - min) over the eligible candidates; 0 when they are all equal
   (including the single-candidate case), so an unopposed candidate gets the full weight.
@@ -65,7 +65,8 @@ def relevance(model: Model, probs: Mapping[str, float]) -> float:
 
 
 def expected_latency(backend: Backend, stats: BackendStats) -> float:
-    return stats.latency_s * (1.0 + stats.inflight / backend.max_concurrency)
+    warm = stats.latency_s * (1.0 + stats.inflight / backend.max_concurrency)
+    return warm + (backend.cold_start_s if stats.cold else 0.0)
 
 
 def unit_cost(model: Model, latency_s: float) -> float:

@@ -32,6 +32,7 @@ class BackendStats:
     error_rate: float  # share of failures among the last N outcomes
     observations: int
     checked_at: float  # monotonic time of the last health signal
+    cold: bool = False  # believed to be at zero replicas (a request would wait for a cold start)
 
 
 @dataclass
@@ -39,17 +40,26 @@ class _State:
     stats: BackendStats
     outcomes: deque[bool]
     observed_at: float = 0.0  # monotonic time of the last latency observation
+    used_at: float | None = None  # monotonic time of the last request sent to it
+
+
+STATE_HEADER = "X-PickSpin-Backend-State"  # sent by the local activator with its health answers
 
 
 class Telemetry:
-    def __init__(self, backends: Iterable[Backend], settings: RouterSettings) -> None:
+    def __init__(self, backends: Iterable[Backend], settings: RouterSettings,
+                 idle_to_zero: Mapping[str, float] | None = None) -> None:
+        """``idle_to_zero``: backend -> idle seconds after which its scaler takes it to zero (only
+        backends whose model has no warm pool); used to guess which backends are cold."""
         self.settings = settings
+        self.idle_to_zero = dict(idle_to_zero or {})
         self._lock = threading.Lock()
         self._backends = {b.name: b for b in backends}
         now = time.monotonic()
         self._state = {
             name: _State(
-                BackendStats(True, 0, b.expected_latency_s, None, 0.0, 0, now),
+                BackendStats(True, 0, b.expected_latency_s, None, 0.0, 0, now,
+                             cold=b.cold_start_s > 0 and name in (idle_to_zero or {})),
                 deque(maxlen=settings.error_window),
             )
             for name, b in self._backends.items()
@@ -66,8 +76,11 @@ class Telemetry:
 
     def begin(self, name: str) -> None:
         with self._lock:
-            s = self._state[name].stats
-            self._publish(name, replace(s, inflight=s.inflight + 1))
+            st = self._state[name]
+            st.used_at = time.monotonic()
+            s = st.stats
+            # a request on its way wakes a backend at zero; later ones need not pay the cold start again
+            self._publish(name, replace(s, inflight=s.inflight + 1, cold=False))
 
     def end(self, name: str, *, ok: bool, latency_s: float | None = None, ttft_s: float | None = None,
             mark_down: bool = False) -> None:
@@ -104,14 +117,36 @@ class Telemetry:
     def probe_once(self, http: urllib3.PoolManager) -> None:
         t = urllib3.Timeout(connect=self.settings.probe_timeout_s, read=self.settings.probe_timeout_s)
         for name, b in self._backends.items():
+            state = None
             try:
                 r = http.request("GET", b.url + b.probe_path(), timeout=t, retries=False, preload_content=True)
                 ok = r.status == 200
+                state = r.headers.get(STATE_HEADER)
             except urllib3.exceptions.HTTPError:
                 ok = False
+            if state is not None and b.cold_start_s > 0:
+                # the local activator knows for sure; it overrides the guess from traffic
+                self.set_cold(name, state not in ("ready", "starting"))
             if ok != self.snapshot[name].healthy:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)
+
+    def set_cold(self, name: str, cold: bool) -> None:
+        with self._lock:
+            s = self._state[name].stats
+            if s.cold != cold:
+                self._publish(name, replace(s, cold=cold))
+
+    def update_cold(self, now: float | None = None) -> None:
+        """Guess from traffic alone which backends their scaler has taken to zero: no request for
+        longer than the model's idle time (tau) and no warm pool. Only for backends with a cold_start_s."""
+        now = time.monotonic() if now is None else now
+        for name, idle in self.idle_to_zero.items():
+            if self._backends[name].cold_start_s <= 0:
+                continue
+            st = self._state[name]
+            if st.stats.inflight == 0 and (st.used_at is None or now - st.used_at >= idle):
+                self.set_cold(name, True)
 
     def decay_latency(self, now: float | None = None) -> None:
         """Pull latency estimates that nobody refreshed back toward the configured prior.
@@ -153,6 +188,7 @@ class Telemetry:
         def loop() -> None:
             while not self._stop.is_set():
                 try:
+                    self.update_cold()
                     if active:
                         self.probe_once(http)
                     else:

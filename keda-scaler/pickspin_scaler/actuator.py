@@ -53,6 +53,7 @@ log = logging.getLogger("pickspin.activator")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
         "proxy-authorization", "host", "content-length", "server", "date"}
 STATUS_PATH = "/_pickspin/activator"
+STATE_HEADER = "X-PickSpin-Backend-State"  # cold | starting | ready | stopping, on health answers
 
 
 @dataclass(frozen=True)
@@ -390,16 +391,17 @@ class LocalActivator:
         if state == "ready" and port is not None:
             try:
                 r = self._http.request("GET", f"http://127.0.0.1:{port}{path}", timeout=urllib3.Timeout(2.0, 5.0))
-                return _raw(start_response, r.status, r.headers, r.data)
+                return _raw(start_response, r.status, {**r.headers, STATE_HEADER: "ready"}, r.data)
             except urllib3.exceptions.HTTPError as e:
                 return _json(start_response, 503, error_body(503, f"backend probe failed: {type(e).__name__}"))
         if err is not None and failed_at is not None and self.clock() - failed_at < 30 and state == "cold":
             return _json(start_response, 503, error_body(503, f"last cold start failed: {err}",
                                                          code="backend_unavailable"))
+        said = [(STATE_HEADER, state)]  # the router's telemetry reads it (readiness-aware Pick)
         if path == "/v1/models":
             return _json(start_response, 200, {"object": "list", "data": [
-                {"id": self.backend.served_model_name, "object": "model", "owned_by": "pickspin-activator"}]})
-        return _json(start_response, 200, {"status": "ok", "activator": state})
+                {"id": self.backend.served_model_name, "object": "model", "owned_by": "pickspin-activator"}]}, said)
+        return _json(start_response, 200, {"status": "ok", "activator": state}, said)
 
     def _forward(self, environ: dict[str, Any], start_response: Any, body: bytes, t0: float) -> Any:
         port = self._port

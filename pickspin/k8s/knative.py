@@ -278,6 +278,8 @@ def config_model_entry(spec: BackendSpec, namespace: str) -> dict[str, Any]:
             "health_path": spec.health_path,
             "simulated": spec.simulated,
             "expected_latency_s": spec.expected_latency_s,
+            # Pick knows what Spin is doing: a backend believed at zero costs its load time in T
+            "cold_start_s": spec.load_seconds,
         }],
     }
 

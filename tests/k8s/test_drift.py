@@ -76,6 +76,9 @@ def test_trigger_metadata_parsed_by_scaler_and_matches_config(src: str, docs: li
         assert md.idle_seconds == m.scaling.idle_seconds
         assert int(ksvc["spec"]["template"]["metadata"]["annotations"][kn.A_MAX]) == m.scaling.max_replicas
         assert ksvc["spec"]["template"]["spec"]["containerConcurrency"] == m.scaling.concurrency
+        # readiness-aware Pick: the router's cold-start penalty is the model load time KEDA waits for
+        backend = next(b for b in m.backends if b.name == ksvc["metadata"]["name"])
+        assert backend.cold_start_s == kn.override_of(ksvc)["spec"]["initialCooldownPeriod"]
         seen.add(m.name)
     assert seen == {m.name for m in matrix.models}, "every model in the config has a scaled backend"
 

@@ -91,3 +91,16 @@ def test_deterministic_tie_break() -> None:
     for _ in range(5):
         assert [r.backend for r in rank(list(reversed(cands)), s, est("low"), m.profiles["balanced"])] == \
             ["small-b0", "small-b1"]
+
+
+def test_a_backend_at_zero_pays_its_cold_start_in_t() -> None:
+    cands = [Candidate(c.model, c.backend.model_copy(update={"cold_start_s": 60.0})) for c in CANDS]
+    # a high prompt under balanced goes to the warm medium model ...
+    assert rank(cands, snap(), est("high"), M.profiles["balanced"])[0].model == "medium-model"
+    # ... but not while medium is at zero and a request would wait a minute for it to load
+    cold = snap(**{"medium-b0": BackendStats(True, 0, 1.0, None, 0.0, 0, 0.0, cold=True)})
+    rows = rank(cands, cold, est("high"), M.profiles["balanced"])
+    assert {r.model: r.latency_s for r in rows}["medium-model"] == pytest.approx(61.0)
+    assert rows[0].model == "large-model"
+    # without a cold_start_s the belief changes nothing
+    assert rank(CANDS, cold, est("high"), M.profiles["balanced"])[0].model == "medium-model"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import urllib3
 
 from functions.router.telemetry import Telemetry
 from pickspin.config import Backend, RouterSettings
@@ -71,3 +72,58 @@ def test_revive_after_cooldown() -> None:
     assert not t.snapshot["b"].healthy
     t.revive_stale(now=checked + 5)
     assert t.snapshot["b"].healthy
+
+
+def _cold_backend(cold_start_s: float = 30.0) -> Backend:
+    return Backend(name="z", url="http://127.0.0.1:1", served_model_name="x", expected_latency_s=1.0,
+                   cold_start_s=cold_start_s)
+
+
+def test_backends_that_scale_to_zero_start_cold_and_wake_on_traffic() -> None:
+    t = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={"z": 10.0})
+    assert t.snapshot["z"].cold  # never used: its scaler keeps it at zero
+    t.begin("z")
+    assert not t.snapshot["z"].cold  # a request wakes it; the next one does not pay the cold start
+    used = t._state["z"].used_at
+    assert used is not None
+    t.end("z", ok=True, latency_s=0.5)
+    t.update_cold(now=used + 5)
+    assert not t.snapshot["z"].cold
+    t.update_cold(now=used + 10)  # idle for tau: the scaler has taken it to zero
+    assert t.snapshot["z"].cold
+
+
+def test_no_cold_guess_without_a_cold_start_time_or_with_a_warm_pool() -> None:
+    t = Telemetry([_cold_backend(0.0)], RouterSettings(), idle_to_zero={"z": 10.0})
+    t.update_cold(now=1e9)
+    assert not t.snapshot["z"].cold
+    t2 = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={})  # warm pool > 0: never at zero
+    t2.update_cold(now=1e9)
+    assert not t2.snapshot["z"].cold
+
+
+def test_the_activator_state_header_overrides_the_guess() -> None:
+    from flask import Flask, Response
+
+    from functions.router.telemetry import STATE_HEADER
+    from tests.helpers import ServerThread
+
+    state = {"v": "cold"}
+    app = Flask("activator-like")
+
+    @app.get("/health")
+    def health() -> Response:
+        return Response("ok", headers={STATE_HEADER: state["v"]})
+
+    srv = ServerThread(app)
+    try:
+        b = Backend(name="z", url=srv.url, served_model_name="x", kind="vllm", cold_start_s=5.0)
+        t = Telemetry([b], RouterSettings(), idle_to_zero={})
+        http = urllib3.PoolManager()
+        t.probe_once(http)
+        assert t.snapshot["z"].cold and t.snapshot["z"].healthy  # the activator answers /health while cold
+        state["v"] = "ready"
+        t.probe_once(http)
+        assert not t.snapshot["z"].cold
+    finally:
+        srv.stop()

@@ -90,7 +90,7 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- $ctx := dict "root" $root "m" $m -}}
 {{- $b := include "pickspin.backend" $ctx | fromYaml -}}
 {{- $sc := include "pickspin.scaling" $ctx | fromYaml -}}
-{{- $be := dict "name" $b.name "kind" (default "openai" $b.kind) "url" (include "pickspin.ksvcUrl" (dict "root" $root "name" $b.name)) "served_model_name" (default $m.name $b.served_model_name) "max_concurrency" (default (mul $sc.concurrency $sc.max_replicas) $b.max_concurrency) "health_path" $b.health_path "simulated" (default false $b.simulated) "expected_latency_s" (default 1.0 $b.expected_latency_s) -}}
+{{- $be := dict "name" $b.name "kind" (default "openai" $b.kind) "url" (include "pickspin.ksvcUrl" (dict "root" $root "name" $b.name)) "served_model_name" (default $m.name $b.served_model_name) "max_concurrency" (default (mul $sc.concurrency $sc.max_replicas) $b.max_concurrency) "health_path" $b.health_path "simulated" (default false $b.simulated) "expected_latency_s" (default 1.0 $b.expected_latency_s) "cold_start_s" $b.load_seconds -}}
 {{- $models = append $models (dict "name" $m.name "tier" $m.tier "capability" $m.capability "cost" $m.cost "scaling" $sc "backends" (list $be)) -}}
 {{- end -}}
 {{- $routing := deepCopy (.Values.routing | default dict) -}}
