@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import yaml
+
+from pickspin.procs import terminate_group, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -46,25 +46,10 @@ def start(cmd: list[str], health: str) -> subprocess.Popen[bytes]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(health, timeout=1).status_code == 200:
-                return p
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop(p)
-    raise RuntimeError(f"{cmd} did not start")
-
-
-def stop(p: subprocess.Popen[bytes]) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+    if not wait_http_ok(health, timeout=60, proc=p, interval=0.2):
+        terminate_group(p)
+        raise RuntimeError(f"{cmd} did not start")
+    return p
 
 
 _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -143,9 +128,9 @@ def main() -> int:
                               f"{r['rps']:.0f} rps", flush=True)
                 rss[worker_class] = worker_rss_mb(router)
             finally:
-                stop(router)
+                terminate_group(router)
     finally:
-        stop(backend)
+        terminate_group(backend)
     write(rows, rss, args.duration)
     return 0
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import urllib3
-
 from pickspin.config import Backend, ServiceMatrix, load_config
+from pickspin.procs import terminate_group, wait_http_ok
 
 PY = [sys.executable, "-m", "pickspin.cli"]
 
@@ -72,21 +71,6 @@ def plan(matrix: ServiceMatrix, config_path: str, *, router_port: int, scorer_po
     return children
 
 
-def _wait_healthy(child: Child, http: urllib3.PoolManager) -> bool:
-    deadline = time.monotonic() + child.startup_timeout_s
-    while time.monotonic() < deadline:
-        if child.proc is not None and child.proc.poll() is not None:
-            return False
-        try:
-            r = http.request("GET", child.health_url, timeout=1.0, retries=False)
-            if r.status == 200:
-                return True
-        except urllib3.exceptions.HTTPError:
-            pass
-        time.sleep(0.25)
-    return False
-
-
 def _scorer_available() -> bool:
     try:
         import functions.scorer.cli  # noqa: F401
@@ -125,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
 
         activators = build_activators(matrix, backend_command, log_dir=log_dir)
     simulated = {b.name for m in matrix.models for b in m.backends if b.simulated}
-    http = urllib3.PoolManager()
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -152,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             out = open(c.log_path, "ab") if c.log_path else None  # noqa: SIM115 - owned by the child
             c.proc = subprocess.Popen(c.cmd, stdout=out or None, stderr=subprocess.STDOUT if out else None,
                                       start_new_session=True)
-            if not _wait_healthy(c, http):
+            if not wait_http_ok(c.health_url, timeout=c.startup_timeout_s, proc=c.proc, interval=0.25):
                 where = f"; see {c.log_path}" if c.log_path else ""
                 print(f"pickspin up: {c.name} did not become healthy at {c.health_url}{where}", file=sys.stderr)
                 return 1
@@ -171,15 +154,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for a in activators:
             a.stop()
-        for c in reversed(children):
-            if c.proc is not None and c.proc.poll() is None:
-                os.killpg(c.proc.pid, signal.SIGTERM)
-        for c in children:
+        for c in reversed(children):  # router first, so nothing new reaches a backend being stopped
             if c.proc is not None:
-                try:
-                    c.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(c.proc.pid, signal.SIGKILL)
+                terminate_group(c.proc, timeout=15)
 
 
 def _banner(port: int) -> str:

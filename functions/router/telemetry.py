@@ -59,7 +59,7 @@ class Telemetry:
         self._state = {
             name: _State(
                 BackendStats(True, 0, b.expected_latency_s, None, 0.0, 0, now,
-                             cold=b.cold_start_s > 0 and name in (idle_to_zero or {})),
+                             cold=b.cold_start_s > 0 and name in self.idle_to_zero),
                 deque(maxlen=settings.error_window),
             )
             for name, b in self._backends.items()

@@ -24,12 +24,10 @@ or, for every backend with ``launch``: ``build_activators(matrix, backend_comman
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -45,6 +43,7 @@ import urllib3
 
 from pickspin.config import Backend, Model, ServiceMatrix
 from pickspin.errors import error_body
+from pickspin.procs import terminate_group
 
 from .policy import Observation, Params, decide
 
@@ -174,7 +173,7 @@ class LocalActivator:
             self._proc, self._port, self._state = None, None, "cold"
             self._cv.notify_all()
         if proc is not None:
-            self._terminate(proc, timeout)
+            terminate_group(proc, timeout)
 
     def wake(self) -> None:
         """Start the backend now if it is cold (non-blocking)."""
@@ -231,7 +230,7 @@ class LocalActivator:
                 if self._failed_at is None or now - self._failed_at > backoff:
                     self._spawn_locked()  # the warm pool: keep the floor running
         if to_stop is not None:
-            self._terminate(to_stop, 10.0)
+            terminate_group(to_stop, 10.0)
             with self._cv:
                 self.stops += 1
                 if self._proc is to_stop:
@@ -293,7 +292,7 @@ class LocalActivator:
             self._cv.notify_all()
         log.warning("cold start of %s failed: %s", self.backend.name, error)
         if proc is not None:
-            self._terminate(proc, 5.0)
+            terminate_group(proc, 5.0)
 
     def _wait_process_ready(self, proc: subprocess.Popen[bytes], port: int) -> str | None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -309,19 +308,6 @@ class LocalActivator:
                 pass
             time.sleep(0.05)
         return f"not ready within {self.startup_timeout_s:.0f}s"
-
-    @staticmethod
-    def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the backend and any children
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
     # -- demand ----------------------------------------------------------------------------
     def _begin(self) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,32 +11,18 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import REPO, free_port, pickspin_cmd, sim_server, subprocess_env, wait_until
+from pickspin.procs import terminate_group, wait_http_ok
+from tests.helpers import REPO, free_port, pickspin_cmd, sim_server, subprocess_env
 
 
 def _start(cmd: list[str], health: str, timeout: float = 60) -> subprocess.Popen[bytes]:
     p = subprocess.Popen(cmd, env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)
-
-    def up() -> bool:
-        if p.poll() is not None:
-            raise AssertionError(f"{cmd} exited: {p.stdout.read().decode()[-2000:] if p.stdout else ''}")
-        try:
-            return httpx.get(health, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    assert wait_until(up, timeout), f"{cmd} did not come up"
+    if not wait_http_ok(health, timeout=timeout, proc=p, interval=0.05):
+        terminate_group(p)
+        out = p.stdout.read().decode()[-2000:] if p.stdout else ""
+        raise AssertionError(f"{cmd} did not come up (exit code {p.poll()}): {out}")
     return p
-
-
-def _stop(p: subprocess.Popen[bytes]) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -71,7 +55,7 @@ def test_gunicorn_with_two_workers_aggregates_metrics(config_file: Path) -> None
         assert float(line.rsplit(" ", 1)[1]) == n
         assert 'pickspin_request_duration_seconds_count{backend="s0",model="small-model"} 30.0' in text
     finally:
-        _stop(p)
+        terminate_group(p)
 
 
 def test_bad_config_fails_fast_naming_the_field(tmp_path: Path) -> None:
@@ -125,5 +109,5 @@ def test_real_smollm2_completion_through_the_router(tmp_path: Path) -> None:
             chunks = [ln for ln in s.iter_lines() if ln.startswith("data: ")]
         assert chunks[-1] == "data: [DONE]" and len(chunks) >= 3
     finally:
-        _stop(router)
-        _stop(backend)
+        terminate_group(router)
+        terminate_group(backend)
