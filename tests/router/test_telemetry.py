@@ -89,7 +89,7 @@ def test_backends_that_scale_to_zero_start_cold_and_wake_on_traffic() -> None:
     t.end("z", ok=True, latency_s=0.5)
     t.update_cold(now=used + 5)
     assert not t.snapshot["z"].cold
-    t.update_cold(now=used + 10)  # idle for tau: the scaler has taken it to zero
+    t.update_cold(now=used + 10.001)  # idle for tau: the scaler has taken it to zero
     assert t.snapshot["z"].cold
 
 
