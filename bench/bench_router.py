@@ -29,7 +29,7 @@ from pickspin.procs import terminate_group, wait_http_ok
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-PY = [sys.executable, "-m", "pickspin.cli"]
+PY = [sys.executable, "-m", "stack.cli"]
 BODY = {"messages": [{"role": "user", "content": "list three colours"}], "max_tokens": 4}
 
 

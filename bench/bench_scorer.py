@@ -64,7 +64,7 @@ class Scorer:
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "pickspin.cli", "--log-level", "WARNING", "scorer",
+        self.proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "--log-level", "WARNING", "scorer",
                                       "--port", str(self.port), *extra], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 90

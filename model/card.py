@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -30,7 +31,8 @@ def write_golden(model_dir: Path = ART, out: Path = GOLDEN) -> None:
 
     m = ComplexityModel(model_dir, threads=1)
     preds = [m.predict([t])[0] for t in GOLDEN_PROMPTS]
-    out.write_text(json.dumps({"version": m.version, "prompts": GOLDEN_PROMPTS,
+    digest = hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
+    out.write_text(json.dumps({"version": m.version, "sha256": digest, "prompts": GOLDEN_PROMPTS,
                                "predictions": [{"class": p.label, "probabilities": p.probs} for p in preds]},
                               indent=1) + "\n")
 

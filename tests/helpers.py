@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from pickspin.config import ServiceMatrix, parse_config
-from pickspin.simbackend import SimSpec, create_sim_app
+from stack.simbackend import SimSpec, create_sim_app
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -100,7 +100,7 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 def pickspin_cmd(*args: str) -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "pickspin.cli", *args]
+    return [sys.executable, "-m", "stack.cli", *args]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

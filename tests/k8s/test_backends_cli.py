@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pickspin.cli import main
 from pickspin.config import parse_config
-from pickspin.k8s import knative as kn
 from pickspin_scaler.metadata import parse_metadata
+from stack.cli import main
+from stack.k8s import knative as kn
 
 from .conftest import CRDS, render, validate_cr
 from .fake_kube_api import FakeKubeAPI

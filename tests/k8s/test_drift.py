@@ -3,7 +3,7 @@
 * The ConfigMap the chart renders (and knative/01-config.yaml) loads with pickspin.config.parse_config.
 * Every trigger's metadata is parsed by the scaler's own model (pickspin_scaler.metadata), and its
   model, tier, c, warm-pool floor and tau equal the config's values for that model.
-* The Knative Services of the chart and of knative/ are what pickspin.k8s.knative (used by the
+* The Knative Services of the chart and of knative/ are what stack.k8s.knative (used by the
   `pickspin backends` CLI) builds from the same settings.
 """
 
@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from pickspin.config import ServiceMatrix, parse_config
-from pickspin.k8s import knative as kn
 from pickspin_scaler.cli import metadata_from_config
 from pickspin_scaler.metadata import MetadataError, ScalerMetadata, parse_metadata
+from stack.k8s import knative as kn
 
 from .conftest import VALUE_SETS, helm_bin, knative_docs, render
 
@@ -108,7 +108,7 @@ def test_scaler_rejects_a_broken_trigger() -> None:
 
 @pytest.mark.parametrize(("src", "docs"), SETS, ids=[s for s, _ in SETS])
 def test_builder_reproduces_manifests(src: str, docs: list[dict[str, Any]]) -> None:
-    """pickspin.k8s.knative (the CLI's builder) rebuilds each backend Knative Service exactly."""
+    """stack.k8s.knative (the CLI's builder) rebuilds each backend Knative Service exactly."""
     for ksvc in _backends(docs):
         spec = kn.spec_from_ksvc(ksvc)
         built = kn.knative_service(spec, "pickspin")

@@ -1,4 +1,4 @@
-"""pickspin.k8s.knative: the builder shared by the chart's tests, knative/ and the CLI."""
+"""stack.k8s.knative: the builder shared by the chart's tests, knative/ and the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from pickspin.k8s import knative as kn
+from stack.k8s import knative as kn
 
 SPEC = kn.BackendSpec(model="llama-3.1-8b", name="llama8b-vllm", tier="medium", kind="vllm",
                       image="vllm/vllm-openai:v0.10.1.1", args=("--model=/models/x", "--port=8000"),

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pickspin.k8s import knative as kn
+from stack.k8s import knative as kn
 
 from .conftest import (
     VALUE_SETS,

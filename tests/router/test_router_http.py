@@ -255,7 +255,7 @@ def test_failover_when_a_backend_is_killed_mid_suite() -> None:
 
 
 def _sim_app(model: str) -> Flask:
-    from pickspin.simbackend import SimSpec, create_sim_app
+    from stack.simbackend import SimSpec, create_sim_app
 
     return create_sim_app(SimSpec(model=model, **FAST))
 

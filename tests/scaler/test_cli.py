@@ -27,7 +27,7 @@ def test_cli_module_import_is_cheap() -> None:
 def test_scaler_process_serves_then_stops_on_sigterm(fake_prom: FakePrometheus) -> None:
     port, mport = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{ROOT / 'keda-scaler'}")
-    cmd = [sys.executable, "-m", "pickspin.cli", "scaler", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "stack.cli", "scaler", "--host", "127.0.0.1", "--port", str(port),
            "--metrics-port", str(mport), "--prometheus", fake_prom.url, "--poll-interval", "0.2",
            "--config", str(ROOT / "config" / "local.yaml"), "--grace", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -49,7 +49,7 @@ class Stack:
 def stack(keda_stubs: tuple[types.ModuleType, types.ModuleType]) -> Iterator[Stack]:
     binary = prometheus_binary()
     from functions.router.app import create_app
-    from pickspin.simbackend import SimSpec, create_sim_app
+    from stack.simbackend import SimSpec, create_sim_app
 
     sim = ThreadServer(create_sim_app(SimSpec(model=SERVED, ttft_s=0.05, tpot_s=0.01, max_num_seqs=64)))
     matrix = parse_config({"models": [{

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from pickspin.config import COMPLEXITY_CLASSES
 from tests.helpers import REPO, subprocess_env
 
 GOLDEN = Path(__file__).with_name("golden.json")
+# Largest drift measured across 8 onnxruntime releases, optimisation levels and thread counts on an AVX2
+# CPU is 0.043, against the build machine 0.017 (docs/reproducibility.md); 0.05 covers both.
+GOLDEN_TOLERANCE = 0.05
 BATCH_TOLERANCE = 0.1  # REPORT.md: max |dp| 0.075 over 512 test prompts in random batches of 16
 
 
@@ -63,16 +67,34 @@ def test_fixed_prompts_are_stable(model: ComplexityModel) -> None:
         assert x.label == y.label or margin(y.probs) < 2 * BATCH_TOLERANCE
 
 
-def test_fixed_prompts_match_golden(model: ComplexityModel) -> None:
-    """Golden probabilities recorded when the artifact was built: a changed artifact must update them."""
+def test_fixed_prompts_match_golden(model: ComplexityModel, model_dir: Path) -> None:
+    """Golden probabilities recorded when the artifact was built: a changed artifact must update them.
+
+    int8 kernels differ by CPU (AVX2 vs AVX-512/VNNI) and by onnxruntime release, so probabilities are
+    compared within GOLDEN_TOLERANCE and labels only where the recorded margin is wider than the drift
+    could close (docs/reproducibility.md has the measurement, scripts/measure_int8_drift.py repeats it).
+    The artifact itself is pinned exactly by its checksum.
+    """
     golden = json.loads(GOLDEN.read_text())
     assert golden["version"] == model.version, "artifact changed: regenerate with python -m model.card"
+    digest = hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
+    assert golden["sha256"] == digest, "model.onnx changed: regenerate with python -m model.card"
     assert len(golden["prompts"]) >= 5
     for text, want in zip(golden["prompts"], golden["predictions"], strict=True):
         got = model.predict([text])[0]
-        assert got.label == want["class"]
-        assert np.allclose([got.probs[k] for k in COMPLEXITY_CLASSES],
-                           [want["probabilities"][k] for k in COMPLEXITY_CLASSES], atol=1e-3)
+        exp = np.array([want["probabilities"][k] for k in COMPLEXITY_CLASSES])
+        assert np.abs(np.array([got.probs[k] for k in COMPLEXITY_CLASSES]) - exp).max() < GOLDEN_TOLERANCE, text
+        if margin(want["probabilities"]) > 2 * GOLDEN_TOLERANCE:
+            assert got.label == want["class"], text
+
+
+def test_golden_tolerance_still_tells_prompts_apart() -> None:
+    """The tolerance must stay far below how much the golden prompts differ from one another, or a
+    different model (or one that ignores its input) could pass the golden test."""
+    golden = json.loads(GOLDEN.read_text())
+    probs = np.array([[p["probabilities"][k] for k in COMPLEXITY_CLASSES] for p in golden["predictions"]])
+    spread = max(np.abs(a - b).max() for a in probs for b in probs)
+    assert spread > 4 * GOLDEN_TOLERANCE, spread
 
 
 def test_truncates_to_max_length(model: ComplexityModel) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from functions.router.classifiers.base import Estimate, peaked
-from pickspin.sim.config import Scenario, SimConfig, parse_sim_config
-from pickspin.sim.engine import RunResult, Simulation, Workload
-from pickspin.sim.policies import build_policy
-from pickspin.sim.routing import variant
-from pickspin.sim.trace import Trace
+from stack.sim.config import Scenario, SimConfig, parse_sim_config
+from stack.sim.engine import RunResult, Simulation, Workload
+from stack.sim.policies import build_policy
+from stack.sim.routing import variant
+from stack.sim.trace import Trace
 
 REFS = {"test": "test fixture"}
 __all__ = ["Scenario", "SimConfig", "Trace"]

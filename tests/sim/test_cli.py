@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pickspin.cli import main
-from pickspin.sim.config import load_sim_config, reference_keys
+from stack.cli import main
+from stack.sim.config import load_sim_config, reference_keys
 
 REQUIRED = ("success_rate", "p50_latency_s", "p99_latency_s", "gpu_seconds_per_query", "cost_per_query_usd",
             "cold_starts")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pickspin.sim.engine import OK, REJECTED, TIMEOUT
-from pickspin.sim.policies import POLICIES
+from stack.sim.engine import OK, REJECTED, TIMEOUT
+from stack.sim.policies import POLICIES
 from tests.sim import simkit
 
 SCALE_TO_ZERO = ("knative-kpa", "keda-threshold", "pickspin")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import pickspin.sim.prompts as prompts
+import stack.sim.prompts as prompts
 from functions.router.classifiers.base import Estimate, peaked
-from pickspin.sim.runner import estimates_for, run_scenario
+from stack.sim.runner import estimates_for, run_scenario
 from tests.sim import simkit
 
 

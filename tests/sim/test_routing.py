@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-import pickspin.sim.routing as routing
+import stack.sim.routing as routing
 from functions.router.classifiers.base import Estimate, peaked
-from pickspin.sim.cluster import ModelState, Replica
-from pickspin.sim.routing import SimRouter, variant
+from stack.sim.cluster import ModelState, Replica
+from stack.sim.routing import SimRouter, variant
 from tests.sim import simkit
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pickspin.sim import trace as T
-from pickspin.sim.config import Scenario, load_sim_config
-from pickspin.sim.prompts import build_pool
-from pickspin.sim.runner import estimates_for, run_scenario
+from stack.sim import trace as T
+from stack.sim.config import Scenario, load_sim_config
+from stack.sim.prompts import build_pool
+from stack.sim.runner import estimates_for, run_scenario
 
 
 @pytest.fixture(scope="module")

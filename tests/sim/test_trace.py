@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pickspin.sim import trace as T
+from stack.sim import trace as T
 
 
 def base(n: int = 2000, seconds: float = 3600.0, seed: int = 0) -> T.Trace:

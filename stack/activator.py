@@ -1,4 +1,4 @@
-"""The local actuator: a per-backend "activator", the single-machine twin of Knative + KEDA.
+"""The local activator: per backend, the single-machine twin of Knative's activator with KEDA behind it.
 
 For one backend with a ``launch`` block, :class:`LocalActivator` listens on the backend's configured URL
 port and, like Knative's activator with KEDA behind it:
@@ -44,8 +44,7 @@ import urllib3
 from pickspin.config import Backend, Model, ServiceMatrix
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
-
-from .policy import Observation, Params, decide
+from pickspin_scaler.policy import Observation, Params, decide
 
 log = logging.getLogger("pickspin.activator")
 
@@ -476,7 +475,7 @@ def build_activators(matrix: ServiceMatrix, command: Callable[[Backend, int], Se
     """One activator per backend that has a ``launch`` block (not started).
 
     ``command(backend, port)`` builds the backend's argv for an internal port, e.g.
-    ``pickspin.localstack.backend_command``; logs go to ``<log_dir>/<backend>.log``; ``kw`` is passed on.
+    ``stack.localstack.backend_command``; logs go to ``<log_dir>/<backend>.log``; ``kw`` is passed on.
     """
     out = []
     for m in matrix.models:

@@ -21,11 +21,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "functions.router.cli",  # router, route
     "functions.scorer.cli",  # scorer
     "pickspin_scaler.cli",  # scaler
-    "pickspin.localstack",  # up
-    "pickspin.simbackend",  # sim-backend
-    "pickspin.llamacpp",  # llm-backend
-    "pickspin.k8s.cli",  # backends
-    "pickspin.sim.cli",  # sim
+    "stack.localstack",  # up
+    "stack.simbackend",  # sim-backend
+    "stack.llamacpp",  # llm-backend
+    "stack.k8s.cli",  # backends
+    "stack.sim.cli",  # sim
 )
 
 

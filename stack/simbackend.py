@@ -105,7 +105,7 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def create_sim_app(spec: SimSpec) -> Flask:
-    app = Flask("pickspin.simbackend")
+    app = Flask("stack.simbackend")
     register_error_handlers(app)
     registry = CollectorRegistry()
     eng = _Engine(spec, registry)

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from pickspin.config import Backend, ServiceMatrix, load_config
 from pickspin.procs import terminate_group, wait_http_ok
 
-PY = [sys.executable, "-m", "pickspin.cli"]
+PY = [sys.executable, "-m", "stack.cli"]
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     activators: list[Any] = []
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per health probe
     if not args.eager:
-        from pickspin_scaler.actuator import build_activators
+        from stack.activator import build_activators
 
         activators = build_activators(matrix, backend_command, log_dir=log_dir)
     simulated = {b.name for m in matrix.models for b in m.backends if b.simulated}
