@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pickspin.contract import TIER_WARM_POOL
+
 COMPLEXITY_CLASSES: tuple[str, ...] = ("low", "medium", "high")
 Complexity = Literal["low", "medium", "high"]
 Tier = Literal["small", "medium", "large"]
@@ -252,11 +254,7 @@ class ServiceMatrix(_Strict):
     routing: Routing = Routing()
     router: RouterSettings = RouterSettings()
     tiers: dict[Tier, TierDefaults] = Field(
-        default_factory=lambda: {  # type: ignore[arg-type]
-            "small": TierDefaults(warm_pool=1),
-            "medium": TierDefaults(warm_pool=0),
-            "large": TierDefaults(warm_pool=0),
-        }
+        default_factory=lambda: {t: TierDefaults(warm_pool=n) for t, n in TIER_WARM_POOL.items()}  # type: ignore[arg-type]
     )
 
     @field_validator("profiles", mode="after")

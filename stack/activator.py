@@ -42,16 +42,16 @@ from urllib.parse import urlparse
 import urllib3
 
 from pickspin.config import Backend, Model, ServiceMatrix
+from pickspin.contract import BACKEND_STATE_HEADER, HOP_BY_HOP_HEADERS, BackendState
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
 from pickspin_scaler.policy import Observation, Params, decide
 
 log = logging.getLogger("pickspin.activator")
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
-        "proxy-authorization", "host", "content-length", "server", "date"}
+# Not relayed in either direction: hop-by-hop, and what each side's own HTTP stack sets.
+_HOP = HOP_BY_HOP_HEADERS | {"host", "content-length", "server", "date"}
 STATUS_PATH = "/_pickspin/activator"
-STATE_HEADER = "X-PickSpin-Backend-State"  # cold | starting | ready | stopping, on health answers
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class LocalActivator:
         self.retry_after_s = matrix.router.retry_after_s
 
         self._cv = threading.Condition()
-        self._state = "cold"  # cold | starting | ready | stopping
+        self._state: BackendState = BackendState.COLD
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._gen = 0  # start attempts
@@ -130,7 +130,7 @@ class LocalActivator:
         return f"http://{self.listen_host}:{self.listen_port}"
 
     @property
-    def state(self) -> str:
+    def state(self) -> BackendState:
         return self._state
 
     @property
@@ -169,7 +169,7 @@ class LocalActivator:
             t.join(timeout)
         with self._cv:
             proc = self._proc
-            self._proc, self._port, self._state = None, None, "cold"
+            self._proc, self._port, self._state = None, None, BackendState.COLD
             self._cv.notify_all()
         if proc is not None:
             terminate_group(proc, timeout)
@@ -177,7 +177,7 @@ class LocalActivator:
     def wake(self) -> None:
         """Start the backend now if it is cold (non-blocking)."""
         with self._cv:
-            if self._state == "cold" and not self._stop.is_set():
+            if self._state == BackendState.COLD and not self._stop.is_set():
                 self._spawn_locked()
 
     def status(self) -> dict[str, Any]:
@@ -214,17 +214,17 @@ class LocalActivator:
         now = self.clock()
         to_stop: subprocess.Popen[bytes] | None = None
         with self._cv:
-            if self._state == "ready" and self._proc is not None and self._proc.poll() is not None:
+            if self._state == BackendState.READY and self._proc is not None and self._proc.poll() is not None:
                 log.warning("backend %s exited unexpectedly (code %s)", self.backend.name, self._proc.returncode)
                 self._last_error = f"exited with code {self._proc.returncode}"
-                self._proc, self._port, self._state = None, None, "cold"
+                self._proc, self._port, self._state = None, None, BackendState.COLD
                 self._cv.notify_all()
             active = decide(self._observation(now), self.params, now).active
-            if self._state == "ready" and not active and self._inflight == 0:
-                to_stop, self._state = self._proc, "stopping"
+            if self._state == BackendState.READY and not active and self._inflight == 0:
+                to_stop, self._state = self._proc, BackendState.STOPPING
                 log.info("backend %s idle for %.0fs (tau %.0fs): stopping", self.backend.name,
                          now - (self._last_used or now), self.params.idle_seconds)
-            elif self._state == "cold" and self.params.floor > 0:
+            elif self._state == BackendState.COLD and self.params.floor > 0:
                 backoff = min(60.0, 2.0 ** self._failures)  # 2, 4, 8 ... 60 s after failed starts
                 if self._failed_at is None or now - self._failed_at > backoff:
                     self._spawn_locked()  # the warm pool: keep the floor running
@@ -234,14 +234,14 @@ class LocalActivator:
                 self.stops += 1
                 if self._proc is to_stop:
                     self._proc, self._port = None, None
-                self._state = "cold"
+                self._state = BackendState.COLD
                 self._cv.notify_all()
 
     # -- process ---------------------------------------------------------------------------
     def _spawn_locked(self) -> int:
         """Caller holds the lock and saw state == cold. Starts a starter thread; returns the attempt number."""
         self._gen += 1
-        self._state = "starting"
+        self._state = BackendState.STARTING
         gen = self._gen
         threading.Thread(target=self._start_process, args=(gen,), name=f"activator-start-{self.backend.name}",
                          daemon=True).start()
@@ -274,8 +274,8 @@ class LocalActivator:
         except Exception as e:  # bad command, exec failure
             error = f"could not start: {type(e).__name__}: {e}"
         with self._cv:
-            if error is None and not self._stop.is_set() and self._state == "starting":
-                self._state, self._port = "ready", port
+            if error is None and not self._stop.is_set() and self._state == BackendState.STARTING:
+                self._state, self._port = BackendState.READY, port
                 self.starts += 1
                 self._failures = 0
                 self._last_error = None
@@ -287,7 +287,7 @@ class LocalActivator:
             self._failures += 1
             if self._proc is proc:
                 self._proc = None
-            self._state, self._port = "cold", None
+            self._state, self._port = BackendState.COLD, None
             self._cv.notify_all()
         log.warning("cold start of %s failed: %s", self.backend.name, error)
         if proc is not None:
@@ -330,13 +330,13 @@ class LocalActivator:
             while True:
                 if self._stop.is_set():
                     return "the activator is shutting down"
-                if self._state == "ready":
+                if self._state == BackendState.READY:
                     return None
-                if self._state == "cold":
+                if self._state == BackendState.COLD:
                     if mine is not None and self._failed_gen >= mine:
                         return f"backend failed to start: {self._last_error}"
                     mine = self._spawn_locked()
-                elif self._state == "starting" and mine is None:
+                elif self._state == BackendState.STARTING and mine is None:
                     mine = self._gen
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -373,16 +373,16 @@ class LocalActivator:
     def _probe(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         with self._cv:
             state, port, err, failed_at = self._state, self._port, self._last_error, self._failed_at
-        if state == "ready" and port is not None:
+        if state == BackendState.READY and port is not None:
             try:
                 r = self._http.request("GET", f"http://127.0.0.1:{port}{path}", timeout=urllib3.Timeout(2.0, 5.0))
-                return _raw(start_response, r.status, {**r.headers, STATE_HEADER: "ready"}, r.data)
+                return _raw(start_response, r.status, {**r.headers, BACKEND_STATE_HEADER: BackendState.READY.value}, r.data)
             except urllib3.exceptions.HTTPError as e:
                 return _json(start_response, 503, error_body(503, f"backend probe failed: {type(e).__name__}"))
-        if err is not None and failed_at is not None and self.clock() - failed_at < 30 and state == "cold":
+        if err is not None and failed_at is not None and self.clock() - failed_at < 30 and state == BackendState.COLD:
             return _json(start_response, 503, error_body(503, f"last cold start failed: {err}",
                                                          code="backend_unavailable"))
-        said = [(STATE_HEADER, state)]  # the router's telemetry reads it (readiness-aware Pick)
+        said = [(BACKEND_STATE_HEADER, BackendState(state).value)]  # the router's telemetry reads it (readiness-aware Pick)
         if path == "/v1/models":
             return _json(start_response, 200, {"object": "list", "data": [
                 {"id": self.backend.served_model_name, "object": "model", "owned_by": "pickspin-activator"}]}, said)

@@ -22,8 +22,8 @@ from pickspin.errors import APIError, json_object_body, register_error_handlers
 from .classifiers import Classifier, Estimate, build_classifier, classifier_ready
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
-from .scoring import Candidate, Scored, rank
-from .telemetry import Telemetry
+from .scoring import Candidate, Scored, candidates_of, rank
+from .telemetry import Clock, Telemetry
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -43,14 +43,12 @@ class RouterState:
     api_keys: frozenset[str]
 
     @classmethod
-    def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None) -> RouterState:
-        backends = [b for m in matrix.models for b in m.backends]
-        idle_to_zero = {b.name: m.scaling.idle_seconds for m in matrix.models if matrix.warm_pool(m) == 0
-                        for b in m.backends}
-        telemetry = Telemetry(backends, matrix.router, idle_to_zero)
+    def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None, *,
+              clock: Clock = time.monotonic) -> RouterState:
+        telemetry = Telemetry.for_matrix(matrix, clock=clock)
         metrics = RouterMetrics(CollectorRegistry(auto_describe=True))
-        pool = max(8, sum(b.max_concurrency for b in backends))
-        cands = [Candidate(m, b) for m in matrix.models for b in m.backends]
+        pool = max(8, sum(b.max_concurrency for m in matrix.models for b in m.backends))
+        cands = candidates_of(matrix)
         return cls(
             matrix=matrix,
             classifier=classifier or build_classifier(matrix.routing.mode, matrix),
@@ -140,30 +138,58 @@ class Decision:
     table: list[Scored]
     requested_model: str | None
 
+    @property
+    def eligible(self) -> list[Scored]:
+        return [s for s in self.table if s.eligible]
 
-def _profile(st: RouterState, body: dict[str, Any]) -> tuple[str, Profile]:
-    name = request.headers.get("X-PickSpin-Profile") or body.get("profile") or st.matrix.routing.default_profile
-    if not isinstance(name, str) or name not in st.matrix.profiles:
-        raise APIError(400, f"unknown profile {name!r}; have {sorted(st.matrix.profiles)}", param="profile",
-                       code="unknown_profile")
-    return name, st.matrix.profiles[name]
+    def report(self) -> dict[str, Any]:
+        """The dry run's answer (``POST /v1/route``, ``pickspin route --json``)."""
+        best = next(iter(self.eligible), None)
+        w = self.profile.weights()
+        return {
+            "decision": None if best is None else {"model": best.model, "backend": best.backend,
+                                                   "score": round(best.score or 0.0, 4)},
+            "complexity": self.estimate.as_dict(),
+            "profile": {"name": self.profile_name, "weights": {"R": round(w[0], 4), "T": round(w[1], 4),
+                                                               "C": round(w[2], 4)}},
+            "requested_model": self.requested_model,
+            "candidates": [s.as_dict() for s in self.table],
+        }
 
 
-def decide(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
-    text = prompt_text(body, kind)
-    _check_common(body)
-    requested = body.get("model")
-    requested = None if requested in (None, "", "auto") else requested
+def decide(st: RouterState, text: str, profile: str, model: str | None = None, *,
+           estimate: Estimate | None = None) -> Decision:
+    """Pick for one prompt: classify ``text`` (unless ``estimate`` is given) and rank the candidates of
+    ``model`` (None or "auto": every model) under the operator ``profile`` on the telemetry snapshot.
+
+    No request I/O: the HTTP views, ``pickspin route`` and the simulator all call it. Unknown model 404,
+    unknown profile 400, as :class:`APIError`.
+    """
+    requested = None if model in (None, "", "auto") else model
     if requested is not None and requested not in st.by_model:
         raise APIError(404, f"model {requested!r} does not exist; see GET /v1/models", param="model",
                        code="model_not_found")
-    pname, profile = _profile(st, body)
+    prof = st.matrix.profiles.get(profile)
+    if prof is None:
+        raise APIError(400, f"unknown profile {profile!r}; have {sorted(st.matrix.profiles)}", param="profile",
+                       code="unknown_profile")
     t0 = time.perf_counter()
-    est = st.classifier.classify(text)
+    est = estimate or st.classifier.classify(text)
     cands = st.candidates if requested is None else st.by_model[requested]
-    table = rank(cands, st.telemetry.snapshot, est, profile, max_error_rate=st.matrix.router.max_error_rate)
+    table = rank(cands, st.telemetry.snapshot, est, prof, max_error_rate=st.matrix.router.max_error_rate)
     st.metrics.decision.observe(time.perf_counter() - t0)
-    return Decision(est, pname, profile, table, requested)
+    return Decision(est, profile, prof, table, requested)
+
+
+def decide_request(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
+    """Validate an OpenAI request body and decide for it; the profile comes from the
+    ``X-PickSpin-Profile`` header, the ``profile`` field or the config's default."""
+    text = prompt_text(body, kind)
+    _check_common(body)
+    profile = request.headers.get("X-PickSpin-Profile") or body.get("profile") or st.matrix.routing.default_profile
+    if not isinstance(profile, str):
+        raise APIError(400, "'profile' must be a string", param="profile")
+    return decide(st, text, profile, body.get("model"))
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -197,8 +223,8 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
 
     def _proxy(path: str, kind: str) -> Response:
         body = json_object_body()
-        d = decide(st, body, kind)
-        eligible = [s for s in d.table if s.eligible]
+        d = decide_request(st, body, kind)
+        eligible = d.eligible
         if not eligible:
             why = "; ".join(f"{s.backend}: {s.reason}" for s in d.table)
             raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
@@ -228,18 +254,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     def route() -> Response:
         body = json_object_body()
         kind = "completion" if "prompt" in body and "messages" not in body else "chat"
-        d = decide(st, body, kind)
-        best = next((s for s in d.table if s.eligible), None)
-        w = d.profile.weights()
-        return jsonify({
-            "decision": None if best is None else {"model": best.model, "backend": best.backend,
-                                                   "score": round(best.score or 0.0, 4)},
-            "complexity": d.estimate.as_dict(),
-            "profile": {"name": d.profile_name, "weights": {"R": round(w[0], 4), "T": round(w[1], 4),
-                                                            "C": round(w[2], 4)}},
-            "requested_model": d.requested_model,
-            "candidates": [s.as_dict() for s in d.table],
-        })
+        return jsonify(decide_request(st, body, kind).report())
 
     @app.get("/v1/models")
     def models() -> Response:

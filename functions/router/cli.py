@@ -50,22 +50,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _route(args: argparse.Namespace) -> int:
     from pickspin.config import load_config
+    from pickspin.errors import APIError
 
-    from .app import create_app
+    from .app import RouterState, decide
+    from .classifiers import classifier_ready
 
-    app = create_app(load_config(args.config), start_prober=False)
-    client = app.test_client()
+    matrix = load_config(args.config)
+    st = RouterState.build(matrix)
     deadline = time.monotonic() + 60
-    while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+    while not classifier_ready(st.classifier) and time.monotonic() < deadline:
         time.sleep(0.05)  # an in-process classifier is loading
-    body: dict[str, Any] = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
-    if args.profile:
-        body["profile"] = args.profile
-    resp = client.post("/v1/route", json=body)
-    data = resp.get_json()
-    if resp.status_code != 200 or args.json:
+    try:
+        data = decide(st, args.prompt, args.profile or matrix.routing.default_profile, args.model).report()
+    except APIError as e:
+        print(json.dumps(e.body(), indent=2))
+        return 1
+    if args.json:
         print(json.dumps(data, indent=2))
-        return 0 if resp.status_code == 200 else 1
+        return 0
     c = data["complexity"]
     print(f"complexity: {c['class']} (confidence {c['confidence']}, {c['source']}, rule {c['rule']})")
     w = data["profile"]["weights"]

@@ -1,4 +1,4 @@
-"""The router's Prometheus metrics. Names are a contract: the scaler and dashboards rely on them.
+"""The router's Prometheus metrics. Names come from pickspin.contract: the scaler and dashboards rely on them.
 
 Correct under several gunicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (``pickspin router``
 sets it), every worker writes its own files and ``/metrics`` aggregates them.
@@ -11,6 +11,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pickspin import contract as c
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 DECISION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
@@ -19,28 +21,28 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "pickspin_requests_total", "Requests answered by the router.",
+            c.REQUESTS_TOTAL, "Requests answered by the router.",
             ["model", "backend", "status", "complexity"], registry=registry)
         self.duration = Histogram(
-            "pickspin_request_duration_seconds", "End-to-end request latency at the router.",
+            c.REQUEST_DURATION, "End-to-end request latency at the router.",
             ["model", "backend"], buckets=LATENCY_BUCKETS, registry=registry)
         self.ttft = Histogram(
-            "pickspin_ttft_seconds", "Time to the backend's first byte.",
+            c.TTFT, "Time to the backend's first byte.",
             ["model", "backend"], buckets=LATENCY_BUCKETS, registry=registry)
         self.inflight = Gauge(
-            "pickspin_inflight_requests", "Requests in flight at the router, per model (incl. waiting).",
+            c.INFLIGHT, "Requests in flight at the router, per model (incl. waiting).",
             ["model"], multiprocess_mode="livesum", registry=registry)
         self.decision = Histogram(
-            "pickspin_route_decision_seconds", "Time to classify and score one request.",
+            c.DECISION_DURATION, "Time to classify and score one request.",
             buckets=DECISION_BUCKETS, registry=registry)
         self.retries = Counter(
-            "pickspin_upstream_retries_total", "Attempts that failed before the first byte and moved on.",
+            c.UPSTREAM_RETRIES, "Attempts that failed before the first byte and moved on.",
             ["backend", "reason"], registry=registry)
         self.fallbacks = Counter(
-            "pickspin_classifier_fallbacks_total", "Semantic classification fell back to keywords.",
+            c.CLASSIFIER_FALLBACKS, "Semantic classification fell back to keywords.",
             ["reason"], registry=registry)
         self.backend_up = Gauge(
-            "pickspin_backend_up", "1 if the router considers the backend healthy.",
+            c.BACKEND_UP, "1 if the router considers the backend healthy.",
             ["backend"], multiprocess_mode="max", registry=registry)
 
     def render(self) -> bytes:

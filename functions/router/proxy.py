@@ -16,6 +16,7 @@ from typing import Any
 from flask import Response
 
 from pickspin.config import Backend, Model, RouterSettings
+from pickspin.contract import HOP_BY_HOP_HEADERS
 from pickspin.errors import APIError
 
 from .metrics import RouterMetrics
@@ -24,8 +25,8 @@ from .upstream import ConnectionPool, Upstream, UpstreamError
 
 log = logging.getLogger("pickspin.router")
 
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
-                "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization", "server", "date"}
+# Not passed back from a backend: hop-by-hop, and what the router's own server sets (length, encoding, date).
+_DROP_RESPONSE_HEADERS = HOP_BY_HOP_HEADERS | {"content-length", "content-encoding", "server", "date"}
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class Forwarder:
 
     @staticmethod
     def _response_headers(upstream: Upstream, target: Target, extra: dict[str, str]) -> dict[str, str]:
-        h = {k: v for k, v in upstream.headers if v and k.lower() not in _HOP_HEADERS}
+        h = {k: v for k, v in upstream.headers if v and k.lower() not in _DROP_RESPONSE_HEADERS}
         h.update(extra)
         h["X-PickSpin-Model"] = target.model.name
         h["X-PickSpin-Backend"] = target.backend.name

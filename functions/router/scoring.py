@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pickspin.config import Backend, Model, Profile
+from pickspin.config import Backend, Model, Profile, ServiceMatrix
 
 from .classifiers.base import Estimate
 from .telemetry import BackendStats
@@ -30,6 +30,11 @@ from .telemetry import BackendStats
 class Candidate:
     model: Model
     backend: Backend
+
+
+def candidates_of(matrix: ServiceMatrix) -> list[Candidate]:
+    """Every (model, backend) pair of the service matrix, in config order."""
+    return [Candidate(m, b) for m in matrix.models for b in m.backends]
 
 
 @dataclass(frozen=True)

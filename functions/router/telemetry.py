@@ -11,12 +11,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import urllib3
 
-from pickspin.config import Backend, RouterSettings
+from pickspin.config import Backend, RouterSettings, ServiceMatrix
+from pickspin.contract import BACKEND_STATE_HEADER, WARM_STATES
 
 log = logging.getLogger("pickspin.telemetry")
 
@@ -43,19 +44,21 @@ class _State:
     used_at: float | None = None  # monotonic time of the last request sent to it
 
 
-STATE_HEADER = "X-PickSpin-Backend-State"  # sent by the local activator with its health answers
+Clock = Callable[[], float]
 
 
 class Telemetry:
     def __init__(self, backends: Iterable[Backend], settings: RouterSettings,
-                 idle_to_zero: Mapping[str, float] | None = None) -> None:
+                 idle_to_zero: Mapping[str, float] | None = None, *, clock: Clock = time.monotonic) -> None:
         """``idle_to_zero``: backend -> idle seconds after which its scaler takes it to zero (only
-        backends whose model has no warm pool); used to guess which backends are cold."""
+        backends whose model has no warm pool); used to guess which backends are cold. ``clock``: the
+        one source of time for every method (the simulator passes its simulated clock)."""
         self.settings = settings
         self.idle_to_zero = dict(idle_to_zero or {})
+        self.clock = clock
         self._lock = threading.Lock()
         self._backends = {b.name: b for b in backends}
-        now = time.monotonic()
+        now = clock()
         self._state = {
             name: _State(
                 BackendStats(True, 0, b.expected_latency_s, None, 0.0, 0, now,
@@ -68,6 +71,13 @@ class Telemetry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def for_matrix(cls, matrix: ServiceMatrix, *, clock: Clock = time.monotonic) -> Telemetry:
+        """Telemetry for every backend of ``matrix``; backends of models without a warm pool may be at zero."""
+        idle_to_zero = {b.name: m.scaling.idle_seconds for m in matrix.models if matrix.warm_pool(m) == 0
+                        for b in m.backends}
+        return cls([b for m in matrix.models for b in m.backends], matrix.router, idle_to_zero, clock=clock)
+
     # -- writers ---------------------------------------------------------------------------
     def _publish(self, name: str, stats: BackendStats) -> None:
         # caller holds the lock
@@ -77,7 +87,7 @@ class Telemetry:
     def begin(self, name: str) -> None:
         with self._lock:
             st = self._state[name]
-            st.used_at = time.monotonic()
+            st.used_at = self.clock()
             s = st.stats
             # a request on its way wakes a backend at zero; later ones need not pay the cold start again
             self._publish(name, replace(s, inflight=s.inflight + 1, cold=False))
@@ -95,11 +105,11 @@ class Telemetry:
             if ok and latency_s is not None:
                 lat = latency_s if n == 0 else (1 - a) * lat + a * latency_s
                 n += 1
-                st.observed_at = time.monotonic()
+                st.observed_at = self.clock()
             if ok and ttft_s is not None:
                 tt = ttft_s if tt is None else (1 - a) * tt + a * ttft_s
             healthy = s.healthy and not mark_down
-            checked = time.monotonic() if mark_down else s.checked_at
+            checked = self.clock() if mark_down else s.checked_at
             self._publish(name, replace(s, inflight=max(0, s.inflight - 1), latency_s=lat, ttft_s=tt,
                                         error_rate=err, observations=n, healthy=healthy, checked_at=checked))
 
@@ -110,7 +120,7 @@ class Telemetry:
                 # A backend coming back starts with a clean error window.
                 if healthy:
                     self._state[name].outcomes.clear()
-                self._publish(name, replace(s, healthy=healthy, checked_at=time.monotonic(),
+                self._publish(name, replace(s, healthy=healthy, checked_at=self.clock(),
                                             error_rate=0.0 if healthy else s.error_rate))
 
     # -- the prober ------------------------------------------------------------------------
@@ -121,12 +131,12 @@ class Telemetry:
             try:
                 r = http.request("GET", b.url + b.probe_path(), timeout=t, retries=False, preload_content=True)
                 ok = r.status == 200
-                state = r.headers.get(STATE_HEADER)
+                state = r.headers.get(BACKEND_STATE_HEADER)
             except urllib3.exceptions.HTTPError:
                 ok = False
             if state is not None and b.cold_start_s > 0:
                 # the local activator knows for sure; it overrides the guess from traffic
-                self.set_cold(name, state not in ("ready", "starting"))
+                self.set_cold(name, state not in WARM_STATES)
             if ok != self.snapshot[name].healthy:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)
@@ -137,10 +147,10 @@ class Telemetry:
             if s.cold != cold:
                 self._publish(name, replace(s, cold=cold))
 
-    def update_cold(self, now: float | None = None) -> None:
+    def update_cold(self) -> None:
         """Guess from traffic alone which backends their scaler has taken to zero: no request for
         longer than the model's idle time (tau) and no warm pool. Only for backends with a cold_start_s."""
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         for name, idle in self.idle_to_zero.items():
             if self._backends[name].cold_start_s <= 0:
                 continue
@@ -148,7 +158,7 @@ class Telemetry:
             if st.stats.inflight == 0 and (st.used_at is None or now - st.used_at >= idle):
                 self.set_cold(name, True)
 
-    def decay_latency(self, now: float | None = None) -> None:
+    def decay_latency(self) -> None:
         """Pull latency estimates that nobody refreshed back toward the configured prior.
 
         An EWMA only moves when the backend answers: a model that looked slow once would never get
@@ -158,7 +168,7 @@ class Telemetry:
         h = self.settings.latency_half_life_s
         if h is None:
             return
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         with self._lock:
             for name, st in self._state.items():
                 prior = self._backends[name].expected_latency_s
@@ -170,9 +180,9 @@ class Telemetry:
                 st.observed_at = now
                 self._publish(name, replace(s, latency_s=lat))
 
-    def revive_stale(self, now: float | None = None) -> None:
+    def revive_stale(self) -> None:
         """Passive health: give a backend marked down another chance after down_cooldown_s."""
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         for name, s in self.snapshot.items():
             if not s.healthy and now - s.checked_at >= self.settings.down_cooldown_s:
                 log.info("backend %s: cooldown over, trying it again", name)

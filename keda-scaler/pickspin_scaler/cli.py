@@ -66,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
 def metadata_from_config(path: str | None) -> list[Any]:
     """One :class:`ScalerMetadata` per model of the service matrix (same values as the Helm chart's triggers)."""
     from pickspin.config import load_config
+    from pickspin.contract import trigger_metadata
 
-    from .metadata import ScalerMetadata
+    from .metadata import parse_metadata
 
     matrix = load_config(path)
-    return [ScalerMetadata(model=m.name, tier=m.tier, concurrency=m.scaling.concurrency,
-                           warmPool=matrix.warm_pool(m), idleSeconds=m.scaling.idle_seconds)
-            for m in matrix.models]
+    return [parse_metadata(trigger_metadata(matrix, m)) for m in matrix.models]

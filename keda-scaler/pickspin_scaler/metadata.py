@@ -27,36 +27,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pickspin.contract import (
+    PROMQL_PLACEHOLDERS,
+    QUERY_KEYS,
+    ROUTER_QUERIES,
+    TIER_WARM_POOL,
+    VLLM_QUERIES,
+    promql_duration,
+)
+
 Tier = Literal["small", "medium", "large"]
 Flavor = Literal["router", "vllm"]
 
-#: Warm-pool floors per tier when the trigger gives no ``warmPool`` (same defaults as the service matrix).
-DEFAULT_TIER_WARM_POOL: dict[str, int] = {"small": 1, "medium": 0, "large": 0}
-
-#: Placeholders a PromQL override may use: ``${model}`` (label value, escaped), ``${window}`` and ``${idle}``
-#: (range durations such as ``300s``).
-PLACEHOLDERS = ("model", "window", "idle")
-
-# PromQL defaults per flavour: request rate, mean latency, demand now (in flight + queued), and
-# requests over the idle horizon tau (used-within-tau).
-ROUTER_QUERIES: dict[str, str] = {
-    "rate": 'sum(rate(pickspin_requests_total{model="${model}"}[${window}]))',
-    "latency": ('sum(rate(pickspin_request_duration_seconds_sum{model="${model}"}[${window}]))'
-                ' / sum(rate(pickspin_request_duration_seconds_count{model="${model}"}[${window}]))'),
-    "demand": 'sum(pickspin_inflight_requests{model="${model}"})',
-    "recent": 'sum(increase(pickspin_requests_total{model="${model}"}[${idle}]))',
-    "total": 'sum(pickspin_requests_total{model="${model}"})',
-}
-VLLM_QUERIES: dict[str, str] = {
-    "rate": 'sum(rate(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${window}]))',
-    "latency": ('sum(rate(vllm:e2e_request_latency_seconds_sum{model_name="${model}"}[${window}]))'
-                ' / sum(rate(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${window}]))'),
-    "demand": ('sum(vllm:num_requests_running{model_name="${model}"})'
-               ' + sum(vllm:num_requests_waiting{model_name="${model}"})'),
-    "recent": 'sum(increase(vllm:e2e_request_latency_seconds_count{model_name="${model}"}[${idle}]))',
-    "total": 'sum(vllm:e2e_request_latency_seconds_count{model_name="${model}"})',
-}
-QUERY_KEYS = ("rate", "latency", "demand", "recent", "total")
+#: Placeholders a PromQL override may use (see pickspin.contract).
+PLACEHOLDERS = PROMQL_PLACEHOLDERS
 
 _METRIC_NAME_BAD = re.compile(r"[^a-z0-9-]+")
 
@@ -67,11 +51,6 @@ class MetadataError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"scalerMetadata.{key}: {message}")
         self.key = key
-
-
-def _duration(seconds: float) -> str:
-    """A PromQL range duration; whole seconds, at least 1s."""
-    return f"{max(1, math.ceil(seconds))}s"
 
 
 class ScalerMetadata(BaseModel):
@@ -142,7 +121,7 @@ class ScalerMetadata(BaseModel):
         """Warm-pool floor: ``warmPool`` if given, else the tier's default, else 0."""
         if self.warm_pool is not None:
             return self.warm_pool
-        return DEFAULT_TIER_WARM_POOL.get(self.tier or "", 0)
+        return TIER_WARM_POOL.get(self.tier or "", 0)
 
     def metric_name(self) -> str:
         """The HPA metric name (KEDA prefixes it with ``sN-``)."""
@@ -155,7 +134,8 @@ class ScalerMetadata(BaseModel):
         overrides = {"rate": self.rate_query, "latency": self.latency_query, "demand": self.demand_query,
                      "recent": self.recent_query, "total": self.total_query}
         label = (self.served_model_name or self.model) if self.query_flavor == "vllm" else self.model
-        values = {"model": label, "window": _duration(self.window_seconds), "idle": _duration(self.idle_seconds)}
+        values = {"model": label, "window": promql_duration(self.window_seconds),
+                  "idle": promql_duration(self.idle_seconds)}
         return {k: Template(overrides[k] or base[k]).substitute(values) for k in QUERY_KEYS}
 
 

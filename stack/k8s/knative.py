@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pickspin.contract import scaler_metadata
+
 # -- names ---------------------------------------------------------------------------------
 KSVC_GROUP = "serving.knative.dev"
 KSVC_VERSION = "v1"
@@ -119,25 +121,12 @@ class BackendSpec:
 
 
 # -- scaler trigger ------------------------------------------------------------------------
-def _num(v: float) -> str:
-    """Numbers as KEDA metadata strings: integers without a trailing .0."""
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
-
-
 def trigger_metadata(spec: BackendSpec) -> dict[str, str]:
     """The ``external-push`` trigger's metadata; every value a string, keys as the scaler reads them."""
-    md = {
-        "scalerAddress": spec.scaler_address,
-        "model": spec.model,
-        "tier": spec.tier,
-        "concurrency": str(spec.concurrency),
-        "warmPool": str(spec.warm_pool),
-        "idleSeconds": _num(spec.idle_seconds),
-    }
-    if spec.window_seconds is not None:
-        md["windowSeconds"] = _num(spec.window_seconds)
-    if spec.prometheus_address:
-        md["prometheusAddress"] = spec.prometheus_address
+    md = {"scalerAddress": spec.scaler_address,
+          **scaler_metadata(model=spec.model, tier=spec.tier, concurrency=spec.concurrency, warm_pool=spec.warm_pool,
+                            idle_seconds=spec.idle_seconds, window_seconds=spec.window_seconds,
+                            prometheus_address=spec.prometheus_address)}
     return md
 
 

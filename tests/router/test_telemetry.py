@@ -7,10 +7,20 @@ from functions.router.telemetry import Telemetry
 from pickspin.config import Backend, RouterSettings
 
 
-def make(**kw: float) -> Telemetry:
+class Clock:
+    """The one clock Telemetry reads; tests move it by hand (whole numbers: no float rounding)."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(clock: Clock | None = None, **kw: float) -> Telemetry:
     b = Backend(name="b", url="http://127.0.0.1:1", served_model_name="x", expected_latency_s=1.0,
                 max_concurrency=4)
-    return Telemetry([b], RouterSettings(**kw))  # type: ignore[arg-type]
+    return Telemetry([b], RouterSettings(**kw), clock=clock or Clock())  # type: ignore[arg-type]
 
 
 def test_ewma_inflight_and_error_rate() -> None:
@@ -37,40 +47,48 @@ def test_snapshots_are_immutable_copies() -> None:
 
 
 def test_stale_latency_decays_toward_the_prior() -> None:
-    t = make(latency_half_life_s=10.0)
+    clock = Clock()
+    t = make(clock, latency_half_life_s=10.0)
     t.begin("b")
     t.end("b", ok=True, latency_s=9.0)
-    observed = t._state["b"].observed_at
-    t.decay_latency(now=observed + 10.0)  # one half-life: halfway back to the prior of 1.0
+    clock.t += 10  # one half-life: halfway back to the prior of 1.0
+    t.decay_latency()
     assert t.snapshot["b"].latency_s == pytest.approx(5.0)
-    t.decay_latency(now=observed + 20.0)  # another half-life
+    clock.t += 10  # another half-life
+    t.decay_latency()
     assert t.snapshot["b"].latency_s == pytest.approx(3.0)
 
 
 def test_no_decay_unless_configured() -> None:
-    t = make()
+    clock = Clock()
+    t = make(clock)
     t.begin("b")
     t.end("b", ok=True, latency_s=9.0)
-    t.decay_latency(now=t._state["b"].observed_at + 1e6)
+    clock.t += 1e6
+    t.decay_latency()
     assert t.snapshot["b"].latency_s == 9.0
 
 
 def test_no_decay_while_requests_are_in_flight() -> None:
-    t = make(latency_half_life_s=1.0)
+    clock = Clock()
+    t = make(clock, latency_half_life_s=1.0)
     t.begin("b")
     t.end("b", ok=True, latency_s=9.0)
     t.begin("b")
-    t.decay_latency(now=t._state["b"].observed_at + 100)
+    clock.t += 100
+    t.decay_latency()
     assert t.snapshot["b"].latency_s == 9.0
 
 
 def test_revive_after_cooldown() -> None:
-    t = make(down_cooldown_s=5.0)
+    clock = Clock()
+    t = make(clock, down_cooldown_s=5.0)
     t.set_health("b", False)
-    checked = t.snapshot["b"].checked_at
-    t.revive_stale(now=checked + 1)
+    clock.t += 1
+    t.revive_stale()
     assert not t.snapshot["b"].healthy
-    t.revive_stale(now=checked + 5.001)  # just past the cooldown (exactly +5 is float-fragile)
+    clock.t += 4  # exactly the cooldown: one clock, no rounding between two time sources
+    t.revive_stale()
     assert t.snapshot["b"].healthy
 
 
@@ -80,32 +98,35 @@ def _cold_backend(cold_start_s: float = 30.0) -> Backend:
 
 
 def test_backends_that_scale_to_zero_start_cold_and_wake_on_traffic() -> None:
-    t = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={"z": 10.0})
+    clock = Clock()
+    t = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={"z": 10.0}, clock=clock)
     assert t.snapshot["z"].cold  # never used: its scaler keeps it at zero
     t.begin("z")
     assert not t.snapshot["z"].cold  # a request wakes it; the next one does not pay the cold start
-    used = t._state["z"].used_at
-    assert used is not None
     t.end("z", ok=True, latency_s=0.5)
-    t.update_cold(now=used + 5)
+    clock.t += 5
+    t.update_cold()
     assert not t.snapshot["z"].cold
-    t.update_cold(now=used + 10.001)  # idle for tau: the scaler has taken it to zero
+    clock.t += 5  # idle for exactly tau: the scaler has taken it to zero
+    t.update_cold()
     assert t.snapshot["z"].cold
 
 
 def test_no_cold_guess_without_a_cold_start_time_or_with_a_warm_pool() -> None:
-    t = Telemetry([_cold_backend(0.0)], RouterSettings(), idle_to_zero={"z": 10.0})
-    t.update_cold(now=1e9)
+    clock = Clock()
+    t = Telemetry([_cold_backend(0.0)], RouterSettings(), idle_to_zero={"z": 10.0}, clock=clock)
+    t2 = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={}, clock=clock)  # warm pool > 0
+    clock.t += 1e9
+    t.update_cold()
     assert not t.snapshot["z"].cold
-    t2 = Telemetry([_cold_backend()], RouterSettings(), idle_to_zero={})  # warm pool > 0: never at zero
-    t2.update_cold(now=1e9)
+    t2.update_cold()
     assert not t2.snapshot["z"].cold
 
 
 def test_the_activator_state_header_overrides_the_guess() -> None:
     from flask import Flask, Response
 
-    from functions.router.telemetry import STATE_HEADER
+    from pickspin.contract import BACKEND_STATE_HEADER as STATE_HEADER
     from tests.helpers import ServerThread
 
     state = {"v": "cold"}

@@ -1,4 +1,8 @@
-"""Name -> classifier registry. Heavy imports (onnxruntime) happen only when a mode needs them."""
+"""Name -> classifier registry. Heavy imports (onnxruntime) happen only when a mode needs them.
+
+The registry's names are exactly the ``routing.mode`` values the config accepts
+(``pickspin.config.RoutingMode``); tests/router/test_classifiers_registry.py holds them equal.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,6 @@ REGISTRY: dict[str, str] = {
     "semantic": "functions.router.classifiers.semantic:SemanticClassifier.from_config",
     "hybrid": "functions.router.classifiers.hybrid:HybridClassifier.from_config",
 }
-
-
-def register(name: str, target: str) -> None:
-    REGISTRY[name] = target
 
 
 def classifier_ready(clf: Classifier) -> bool:
@@ -40,4 +40,4 @@ def build_classifier(mode: str, matrix: ServiceMatrix) -> Classifier:
     return factory(matrix)
 
 
-__all__ = ["REGISTRY", "Classifier", "Estimate", "build_classifier", "classifier_ready", "peaked", "register"]
+__all__ = ["REGISTRY", "Classifier", "Estimate", "build_classifier", "classifier_ready", "peaked"]

@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pickspin.contract import trigger_metadata
 from pickspin_scaler import policy as scaler_policy
-from pickspin_scaler.metadata import ScalerMetadata
+from pickspin_scaler.metadata import ScalerMetadata, parse_metadata
 
 from ..config import SimConfig
 from .base import HorizontalPodAutoscaler, KedaScaledObject, Policy, hpa_proposal
@@ -54,11 +55,7 @@ class PickSpinPolicy(Policy):
         """The trigger metadata the project's ScaledObject carries for this model."""
         m = self.cfg.matrix.model(ms_name)
         assert m is not None
-        raw: dict[str, Any] = {"model": m.name, "tier": m.tier, "concurrency": m.scaling.concurrency,
-                               "warmPool": self.cfg.matrix.warm_pool(m), "idleSeconds": m.scaling.idle_seconds}
-        if self.p.window_s is not None:
-            raw["windowSeconds"] = self.p.window_s
-        return ScalerMetadata.model_validate(raw)
+        return parse_metadata(trigger_metadata(self.cfg.matrix, m, window_seconds=self.p.window_s))
 
     def attach(self, sim: Simulation) -> None:
         self.sim = sim
