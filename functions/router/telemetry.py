@@ -188,22 +188,32 @@ class Telemetry:
                 log.info("backend %s: cooldown over, trying it again", name)
                 self.set_health(name, True)
 
+    def tick_interval_s(self) -> float:
+        """How often the prober runs: the probe interval, or often enough to honour the down cooldown."""
+        s = self.settings
+        return s.probe_interval_s if s.active_probes else min(1.0, s.down_cooldown_s / 2)
+
+    def tick(self) -> None:
+        """What the prober does besides probing: the cold guess, passive revival (only without active
+        probes, which decide health themselves) and latency decay. The simulator calls it too."""
+        self.update_cold()
+        if not self.settings.active_probes:
+            self.revive_stale()
+        self.decay_latency()
+
     def start_prober(self) -> None:
         if self._thread is not None:
             return
         http = urllib3.PoolManager(maxsize=2)
         active = self.settings.active_probes
-        interval = self.settings.probe_interval_s if active else min(1.0, self.settings.down_cooldown_s / 2)
+        interval = self.tick_interval_s()
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    self.update_cold()
                     if active:
                         self.probe_once(http)
-                    else:
-                        self.revive_stale()
-                    self.decay_latency()
+                    self.tick()
                 except Exception:  # never let the prober die
                     log.exception("probe round failed")
                 self._stop.wait(interval)

@@ -73,12 +73,6 @@ class ModelState:
     last_arrival: float | None = None
     scrapes: list[Scrape] = field(default_factory=list)
     scrape_t: list[float] = field(default_factory=list)
-    # Router telemetry for this model's (single) backend.
-    ewma_latency: float = 1.0
-    observations: int = 0
-    last_observed: float | None = None
-    outcomes: deque[bool] = field(default_factory=deque)
-    error_rate: float = 0.0
     # Accounting.
     starts: int = 0  # replicas created after t=0 (cold starts)
     cold_requests: int = 0  # requests that arrived while no replica was ready

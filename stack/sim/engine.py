@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,11 +78,9 @@ class Simulation:
         for ms in self.models:
             if len(ms.model.backends) != 1:
                 raise ValueError(f"model {ms.name}: the simulator models one backend (a Knative URL) per model")
-            ms.ewma_latency = ms.model.backends[0].expected_latency_s
-            ms.outcomes = deque(maxlen=cfg.matrix.router.error_window)
-        self.router = SimRouter(cfg.matrix, variant, self.models)
+        self.now = 0.0
+        self.router = SimRouter(cfg.matrix, variant, self.models, clock=lambda: self.now)
         self.policy = policy
-        self.ewma_alpha = cfg.matrix.router.ewma_alpha
         n = len(tr)
         self.n = n
         self.t_arr: list[float] = tr.t.tolist()
@@ -170,7 +167,7 @@ class Simulation:
     def _arrival(self, i: int) -> None:
         now = self.now
         est = self.work.estimates[self.prompt_of[i]]
-        m = self.router.choose(est, now)
+        m = self.router.choose(est)
         if m is None:
             self.status[i] = REJECTED
             return
@@ -179,6 +176,7 @@ class Simulation:
         self.unresolved += 1
         ms.touch(now)
         ms.inflight += 1
+        self.router.begin(ms)
         ms.arrival_t.append(now)
         ms.last_arrival = now
         if not any(r.ready and not r.draining for r in ms.replicas):
@@ -247,14 +245,7 @@ class Simulation:
         lat = now - self.t_arr[i]
         ms.done_t.append(now)
         ms.done_cum_lat.append((ms.done_cum_lat[-1] if ms.done_cum_lat else 0.0) + lat)
-        # Router telemetry, as Telemetry.end does it.
-        ms.outcomes.append(ok)
-        ms.error_rate = 1.0 - sum(ms.outcomes) / len(ms.outcomes)
-        if ok:
-            a = self.ewma_alpha
-            ms.ewma_latency = lat if ms.observations == 0 else (1 - a) * ms.ewma_latency + a * lat
-            ms.observations += 1
-            ms.last_observed = now
+        self.router.end(ms, ok, lat)  # what the router's proxy reports to its telemetry
 
     def _purge(self, ms: ModelState) -> None:
         """Fail queued requests whose deadline has passed (the activator / queue-proxy timeout)."""

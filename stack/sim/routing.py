@@ -1,4 +1,9 @@
-"""Pick inside the simulator: the router's own ``rank`` over a snapshot built from simulated state.
+"""Pick inside the simulator: the router's own code on simulated time.
+
+Each run builds the router's ``RouterState`` (its ``Telemetry`` on the simulation's clock, its
+candidates) and asks the router's ``decide`` for every arrival, with the prompt's precomputed
+estimate. The engine reports each request's start and outcome to that telemetry, as the router's
+proxy does, so EWMA latency, error window, decay and cold marking are the router's.
 
 Variants:
 
@@ -9,30 +14,28 @@ Variants:
   ``hybrid@quality``: alpha 1, lambda 0.1, mu 0.1);
 * ``quality-only`` - relevance alone (profile alpha=1, lambda=0, mu=0): every request goes to the most
   capable model, the way a single-big-model deployment behaves.
-* ``<variant>+decay`` - the router's optional ``router.latency_half_life_s`` (off by default because of
-  what this variant shows): a backend's latency EWMA relaxes back to its prior (half-life
-  ``DECAY_HALF_LIFE_S``) while it gets no answers. The router's EWMA moves only
-  when a backend answers, so a model that once looked slow (a cold start, an overload) and then gets no
-  traffic keeps its stale latency for good; the variant measures what that costs.
-* ``<variant>+aware`` - a what-if on top of ``+decay``: the snapshot's latency of a model with no ready
-  replica adds the cold start still ahead of it (the router would need the scale state, e.g. from the
-  scaler or the Knative API). It tests whether Pick should know what Spin is doing.
+* ``<variant>+decay`` - the router's optional ``router.latency_half_life_s`` (``DECAY_HALF_LIFE_S``; off by
+  default because of what this variant shows): a backend's latency EWMA relaxes back to its prior while
+  it gets no answers. Without it a model that once looked slow (a cold start, an overload) and then gets
+  no traffic keeps its stale latency for good; the variant measures what that costs.
+* ``<variant>+aware`` - ``+decay`` plus readiness-aware Pick: each backend gets the model's cold start as
+  its ``cold_start_s`` and the router is told which backends are at zero, as the local activator's
+  ``X-PickSpin-Backend-State`` header tells it (a model with a replica starting counts as waking, not
+  cold). It tests whether Pick should know what Spin is doing.
 
-The snapshot is what the router would see on Kubernetes: each backend is a Knative URL (healthy; the
-activator answers even at zero replicas), ``inflight`` = requests routed there and not answered, latency
-= EWMA of answered requests (prior ``expected_latency_s``), error rate over the last N outcomes.
+The router's view is what it has on Kubernetes: each backend is a Knative URL (healthy; the activator
+answers even at zero replicas), in flight = requests routed there and not answered.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from functions.router.app import RouterState, decide
 from functions.router.classifiers.base import Estimate
-from functions.router.scoring import Candidate, rank
-from functions.router.telemetry import BackendStats
+from functions.router.classifiers.keyword import KeywordClassifier
 from pickspin.config import Profile, ServiceMatrix
 
 from .cluster import ModelState
@@ -40,6 +43,7 @@ from .cluster import ModelState
 log = logging.getLogger("pickspin.sim.routing")
 
 QUALITY_ONLY = Profile(alpha=1.0, **{"lambda": 0.0}, mu=0.0)
+QUALITY_ONLY_PROFILE = "quality-only"
 DECAY_HALF_LIFE_S = 120.0
 BASE_VARIANTS = ("keyword", "hybrid", "semantic", "quality-only")
 
@@ -48,6 +52,7 @@ BASE_VARIANTS = ("keyword", "hybrid", "semantic", "quality-only")
 class RoutingVariant:
     name: str
     classifier: str  # registry name of the classifier whose estimates are used
+    profile_name: str
     profile: Profile
     decay_half_life_s: float | None = None  # what-if: stale latency relaxes to the prior
     cold_aware: bool = False  # what-if: add the cold start ahead of a model with no ready replica
@@ -74,50 +79,63 @@ def variant(name: str, matrix: ServiceMatrix) -> RoutingVariant:
     base, _, prof = base.partition("@")
     if prof and prof not in matrix.profiles:
         raise ValueError(f"routing variant {name!r}: unknown profile {prof!r} (have {sorted(matrix.profiles)})")
-    default = matrix.profiles[prof or matrix.routing.default_profile]
+    pname = prof or matrix.routing.default_profile
     decay = DECAY_HALF_LIFE_S if suf else None
     aware = suf == "+aware"
     if base == "quality-only":
-        return RoutingVariant(name, "keyword", QUALITY_ONLY, decay, aware)
+        return RoutingVariant(name, "keyword", QUALITY_ONLY_PROFILE, QUALITY_ONLY, decay, aware)
     if base in ("keyword", "hybrid", "semantic"):
-        return RoutingVariant(name, base, default, decay, aware)
+        return RoutingVariant(name, base, pname, matrix.profiles[pname], decay, aware)
     raise ValueError(f"unknown routing variant {name!r}")
 
 
-class SimRouter:
-    """Chooses a model per request with ``functions.router.scoring.rank``."""
 
-    def __init__(self, matrix: ServiceMatrix, v: RoutingVariant, models: Sequence[ModelState]) -> None:
+def router_matrix(matrix: ServiceMatrix, v: RoutingVariant, models: Sequence[ModelState]) -> ServiceMatrix:
+    """The service matrix the simulated router runs with: the variant's profile and what-if settings."""
+    router = matrix.router.model_copy(update={"latency_half_life_s": v.decay_half_life_s})
+    out = matrix.model_copy(update={"router": router, "profiles": {**matrix.profiles, v.profile_name: v.profile}})
+    if v.cold_aware:
+        cold = {ms.model.name: ms.cluster.cold_start_s for ms in models}
+        out = out.model_copy(update={"models": [
+            m.model_copy(update={"backends": [b.model_copy(update={"cold_start_s": cold[m.name]})
+                                              for b in m.backends]}) for m in out.models]})
+    return out
+
+
+class SimRouter:
+    """Chooses a model per request with the router's ``decide`` over the router's telemetry."""
+
+    def __init__(self, matrix: ServiceMatrix, v: RoutingVariant, models: Sequence[ModelState],
+                 clock: Callable[[], float] = lambda: 0.0) -> None:
         self.variant = v
-        self.max_error_rate = matrix.router.max_error_rate
-        self.candidates = [Candidate(m.model, b) for m in models for b in m.model.backends]
+        m = router_matrix(matrix, v, models)
+        # Estimates come precomputed with each prompt; the keyword classifier is never asked.
+        self.state = RouterState.build(m, KeywordClassifier.from_config(m), clock=clock)
+        self.telemetry = self.state.telemetry
+        self._clock = clock
+        self._tick_every = self.telemetry.tick_interval_s()
+        self._next_tick = float("-inf")
         self.models = list(models)
         self.by_backend = {b.name: ms.idx for ms in models for b in ms.model.backends}
         self._backend_of = [ms.model.backends[0].name for ms in models]
 
-    def latency(self, ms: ModelState, now: float) -> float:
-        hl = self.variant.decay_half_life_s
-        lat = ms.ewma_latency
-        if hl is not None and ms.last_observed is not None:
-            prior = ms.model.backends[0].expected_latency_s
-            lat = prior + (lat - prior) * math.exp(-math.log(2) * (now - ms.last_observed) / hl)
-        if self.variant.cold_aware and not any(r.ready and not r.draining for r in ms.replicas):
-            starting = [r.t_ready - now for r in ms.replicas if not r.ready and not r.draining]
-            lat += min(starting) if starting else ms.cluster.cold_start_s
-        return lat
+    # -- what the router's proxy reports, per request --------------------------------------------
+    def begin(self, ms: ModelState) -> None:
+        self.telemetry.begin(self._backend_of[ms.idx])
 
-    def snapshot(self, now: float = 0.0) -> dict[str, BackendStats]:
-        return {
-            self._backend_of[ms.idx]: BackendStats(True, ms.inflight, self.latency(ms, now), None, ms.error_rate,
-                                                   ms.observations, 0.0)
-            for ms in self.models
-        }
+    def end(self, ms: ModelState, ok: bool, latency_s: float) -> None:
+        self.telemetry.end(self._backend_of[ms.idx], ok=ok, latency_s=latency_s if ok else None)
 
-    def choose(self, est: Estimate, now: float = 0.0) -> int | None:
+    def choose(self, est: Estimate) -> int | None:
         """Index of the chosen model, or None when no backend is eligible (the router answers 503)."""
-        table = rank(self.candidates, self.snapshot(now), est, self.variant.profile,
-                     max_error_rate=self.max_error_rate)
-        top = table[0]
-        if not top.eligible:
-            return None
-        return self.by_backend[top.backend]
+        if self.variant.cold_aware:
+            for ms in self.models:  # what the activator's state header would say
+                waking = any(not r.draining for r in ms.replicas)
+                self.telemetry.set_cold(self._backend_of[ms.idx], not waking)
+        now = self._clock()
+        if now >= self._next_tick:  # the prober thread's passive work, on its schedule in simulated time
+            self.telemetry.tick()
+            self._next_tick = now + self._tick_every
+        d = decide(self.state, "", self.variant.profile_name, estimate=est)
+        best = d.eligible
+        return self.by_backend[best[0].backend] if best else None

@@ -7,34 +7,45 @@ import math
 import pytest
 
 import stack.sim.routing as routing
+from functions.router.app import RouterState
 from functions.router.classifiers.base import Estimate, peaked
+from functions.router.telemetry import Telemetry
 from stack.sim.cluster import ModelState, Replica
 from stack.sim.routing import SimRouter, variant
 from tests.sim import simkit
 
 
 def states(cfg: simkit.SimConfig) -> list[ModelState]:
-    out = []
-    for k, m in enumerate(cfg.matrix.models):
-        ms = ModelState(k, m.name, m, cfg.cluster.models[m.name])
-        ms.ewma_latency = m.backends[0].expected_latency_s
-        out.append(ms)
-    return out
+    return [ModelState(k, m.name, m, cfg.cluster.models[m.name]) for k, m in enumerate(cfg.matrix.models)]
 
 
-def test_every_arrival_is_ranked_by_the_routers_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_every_arrival_is_decided_by_the_routers_decide(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = routing.rank
+    real = routing.decide
 
     def spy(*a: object, **k: object) -> object:
         calls.append(1)
         return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(routing, "rank", spy)
+    monkeypatch.setattr(routing, "decide", spy)
     cfg = simkit.one_model()
     tr = simkit.poisson_trace(0.5, 600.0)
     simkit.run(cfg, tr, "static")
     assert len(calls) == len(tr) > 100
+
+
+def test_the_simulated_router_is_the_routers_own_state() -> None:
+    cfg = simkit.one_model()
+    r = SimRouter(cfg.matrix, variant("keyword", cfg.matrix), states(cfg))
+    assert isinstance(r.state, RouterState) and isinstance(r.telemetry, Telemetry)
 
 
 def test_quality_only_picks_the_most_capable_and_keyword_the_cheap_one() -> None:
@@ -44,30 +55,53 @@ def test_quality_only_picks_the_most_capable_and_keyword_the_cheap_one() -> None
     ms = states(cfg)
     est = Estimate("low", peaked("low", 0.85), 0.85, "keyword")
     assert SimRouter(cfg.matrix, variant("quality-only", cfg.matrix), ms).choose(est) == 0
-    assert SimRouter(cfg.matrix, variant("keyword", cfg.matrix), ms).choose(est) == 1
+    kw = SimRouter(cfg.matrix, variant("keyword", cfg.matrix), ms)
+    assert kw.choose(est) == 1
     # A backend whose recent answers failed is taken out, as the router does.
-    ms[1].error_rate = 0.9
-    assert SimRouter(cfg.matrix, variant("keyword", cfg.matrix), ms).choose(est) == 0
+    for _ in range(5):
+        kw.begin(ms[1])
+        kw.end(ms[1], False, 1.0)
+    assert kw.choose(est) == 0
 
 
 def test_decay_and_cold_awareness_what_ifs() -> None:
     cfg = simkit.one_model(cold_start_s=80.0)
     (ms,) = states(cfg)
     prior = ms.model.backends[0].expected_latency_s
-    ms.ewma_latency, ms.last_observed = prior + 100.0, 0.0
-    stale = SimRouter(cfg.matrix, variant("keyword", cfg.matrix), [ms])
-    decay = SimRouter(cfg.matrix, variant("keyword+decay", cfg.matrix), [ms])
-    aware = SimRouter(cfg.matrix, variant("keyword+aware", cfg.matrix), [ms])
+    clock = Clock()
+    stale = SimRouter(cfg.matrix, variant("keyword", cfg.matrix), [ms], clock)
+    decay = SimRouter(cfg.matrix, variant("keyword+decay", cfg.matrix), [ms], clock)
+    aware = SimRouter(cfg.matrix, variant("keyword+aware", cfg.matrix), [ms], clock)
+    routers = (stale, decay, aware)
+    for r in routers:  # one answer that took 100 s longer than the prior
+        r.begin(ms)
+        r.end(ms, True, prior + 100.0)
+    est = Estimate("low", peaked("low", 0.85), 0.85, "keyword")
+
+    def latency(r: SimRouter) -> float:
+        r.choose(est)
+        return float(r.telemetry.snapshot[ms.model.backends[0].name].latency_s)
+
+    def expected(r: SimRouter) -> float:
+        table = routing.decide(r.state, "", r.variant.profile_name, estimate=est).table
+        return table[0].latency_s
+
     hl = routing.DECAY_HALF_LIFE_S
-    assert stale.latency(ms, hl) == prior + 100.0
-    assert decay.latency(ms, hl) == pytest.approx(prior + 50.0)
-    # No replica at all: the whole cold start is ahead; one starting: what is left of it; one ready: nothing.
-    assert aware.latency(ms, hl) == pytest.approx(prior + 50.0 + 80.0)
+    clock.t = hl
+    assert latency(stale) == prior + 100.0
+    assert latency(decay) == pytest.approx(prior + 50.0)
+    # No replica at all: the router is told the backend is at zero and adds the whole cold start.
+    assert latency(aware) == pytest.approx(prior + 50.0)
+    assert expected(aware) == pytest.approx(prior + 50.0 + 80.0)
+    # A replica starting: the backend is waking (as the activator's "starting" says), no cold start added.
     ms.replicas.append(Replica(0, hl - 30.0, hl + 50.0, False))
-    assert aware.latency(ms, hl) == pytest.approx(prior + 50.0 + 50.0)
+    aware.choose(est)
+    assert expected(aware) == pytest.approx(prior + 50.0)
     ms.replicas[0].ready = True
-    assert aware.latency(ms, hl) == pytest.approx(prior + 50.0)
-    assert math.isclose(stale.latency(ms, 1e9), prior + 100.0)
+    aware.choose(est)
+    assert expected(aware) == pytest.approx(prior + 50.0)
+    clock.t = 1e9
+    assert math.isclose(latency(stale), prior + 100.0)
     with pytest.raises(ValueError):
         variant("keyword+magic", cfg.matrix)
     with pytest.raises(ValueError, match="profile"):
