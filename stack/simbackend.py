@@ -6,6 +6,10 @@ size and batch, a concurrency limit (``--max-num-seqs``) with a FIFO waiting que
 metric names (``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
 ``vllm:e2e_request_latency_seconds``, ``vllm:time_to_first_token_seconds``).
 
+Like a real engine it is not ready at once: for ``load_s`` seconds after start (weights loading; by
+default from model size, 70B about 20 s locally, see ``local_load_seconds``) ``/health`` answers 503
+``{"status": "loading", "eta_s": ...}`` and requests get 503 with ``Retry-After``.
+
 It never pretends to be a real model: every answer starts with ``[simulated <model>]``, /v1/models
 marks it ``"simulated": true`` and responses carry ``X-PickSpin-Simulated: true``.
 """
@@ -42,6 +46,7 @@ class SimSpec:
     time_scale: float = 1.0  # multiply every delay (0 = as fast as possible)
     fail_rate: float = 0.0  # share of requests answered with 500 (fault injection)
     seed: int = 0
+    load_s: float = 0.0  # emulated model load after start (not scaled by time_scale)
 
     def ttft(self, prompt_tokens: int) -> float:
         # Prefill: a fixed overhead plus work proportional to size x prompt length.
@@ -52,6 +57,15 @@ class SimSpec:
         # Decode: memory-bound, ~linear in size on one GPU-equivalent; batching adds a little per sequence.
         base = self.tpot_s if self.tpot_s is not None else 0.004 + 0.0006 * self.params_b
         return base * (1 + 0.03 * max(0, running - 1)) * self.time_scale
+
+
+# Local stand-in for weight loading: about 20 s for a 70B model, scaled with size (a real 70B engine
+# takes 40-300 s to load; the trace simulator uses the real figures, config/sim.yaml).
+LOCAL_LOAD_S_PER_B = 20.0 / 70.0
+
+
+def local_load_seconds(params_b: float) -> float:
+    return round(LOCAL_LOAD_S_PER_B * params_b, 3)
 
 
 class _Engine:
@@ -110,6 +124,19 @@ def create_sim_app(spec: SimSpec) -> Flask:
     registry = CollectorRegistry()
     eng = _Engine(spec, registry)
     app.extensions["pickspin_sim"] = eng
+    ready_at = time.monotonic() + spec.load_s
+
+    def loading_eta() -> float:
+        """Seconds until the emulated load finishes (0 once loaded)."""
+        return max(0.0, ready_at - time.monotonic())
+
+    @app.before_request
+    def _loading() -> Response | None:
+        eta = loading_eta()
+        if eta <= 0 or request.path in ("/health", "/metrics"):
+            return None
+        raise APIError(503, f"model {spec.model} is loading, ready in about {eta:.0f}s",
+                       code="model_loading", headers={"Retry-After": str(max(1, round(eta)))})
 
     def sleep(s: float) -> None:
         if s > 0:
@@ -208,7 +235,12 @@ def create_sim_app(spec: SimSpec) -> Flask:
 
     @app.get("/health")
     def health() -> Response:
-        return Response(status=200)
+        eta = loading_eta()
+        if eta > 0:
+            resp = jsonify({"status": "loading", "eta_s": round(eta, 2)})
+            resp.status_code = 503
+            return resp
+        return jsonify({"status": "ok"})
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -232,6 +264,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--default-max-tokens", type=int, default=32)
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply all delays (0 = no delay)")
     p.add_argument("--fail-rate", type=float, default=0.0, help="share of requests failing with 500")
+    p.add_argument("--load-seconds", type=float, default=None,
+                   help="emulated model load time before ready (default: from --params-b, 70B about 20 s)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=64)
@@ -245,8 +279,10 @@ def _run(args: argparse.Namespace) -> int:
                    ttft_s=None if args.ttft_ms is None else args.ttft_ms / 1000,
                    tpot_s=None if args.tpot_ms is None else args.tpot_ms / 1000,
                    max_num_seqs=args.max_num_seqs, default_max_tokens=args.default_max_tokens,
-                   time_scale=args.time_scale, fail_rate=args.fail_rate)
-    print(f"SIMULATED backend {spec.model} ({spec.params_b}B) on http://{args.host}:{args.port}", flush=True)
+                   time_scale=args.time_scale, fail_rate=args.fail_rate,
+                   load_s=local_load_seconds(args.params_b) if args.load_seconds is None else args.load_seconds)
+    print(f"SIMULATED backend {spec.model} ({spec.params_b}B) on http://{args.host}:{args.port}, "
+          f"loading for {spec.load_s:.1f}s", flush=True)
     serve(lambda: create_sim_app(spec), host=args.host, port=args.port, workers=1, worker_class="gthread",
           threads=args.threads, name=f"pickspin-sim-{spec.model}")
     return 0

@@ -67,5 +67,5 @@ def test_trigger_metadata_round_trips_through_the_scaler_model() -> None:
 
 
 def test_backend_states_the_router_treats_as_warm() -> None:
-    assert contract.WARM_STATES == {contract.BackendState.READY, contract.BackendState.STARTING}
+    assert {contract.BackendState.READY, contract.BackendState.STARTING} == contract.WARM_STATES
     assert {s.value for s in contract.BackendState} == {"cold", "starting", "ready", "stopping"}

@@ -21,7 +21,8 @@ def test_up_starts_the_stack_and_stops_it(tmp_path: Path) -> None:
          "scaling": {"warm_pool": 1 if t == "small" else 0},
          "backends": [{"name": f"{t}-sim", "kind": "vllm", "url": f"http://127.0.0.1:{p}",
                        "served_model_name": f"{t}-served", "simulated": True,
-                       "launch": {"type": "sim", "params_b": 1 if t == "small" else 70}}]}
+                       "launch": {"type": "sim", "params_b": 1 if t == "small" else 70,
+                                  "load_s": 0 if t == "small" else 2}}]}
         for t, p in ports.items()]}
     path = tmp_path / "stack.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -7,6 +7,7 @@ snapshot (pure) -> forward to the best, failing over before the first byte.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -16,14 +17,14 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
-from pickspin.config import Model, Profile, ServiceMatrix, load_config
+from pickspin.config import Backend, Model, Profile, ServiceMatrix, load_config
 from pickspin.errors import APIError, json_object_body, register_error_handlers
 
 from .classifiers import Classifier, Estimate, build_classifier, classifier_ready
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
-from .telemetry import Clock, Telemetry
+from .telemetry import BackendStats, Clock, Telemetry
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -228,7 +229,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         if not eligible:
             why = "; ".join(f"{s.backend}: {s.reason}" for s in d.table)
             raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
-                           headers={"Retry-After": str(st.matrix.router.retry_after_s)})
+                           headers={"Retry-After": str(_retry_after(st, d))})
         targets = [st.targets[(s.model, s.backend)] for s in eligible]
         if d.estimate.source == "keyword-fallback":
             st.metrics.fallbacks.labels(str(d.estimate.detail.get("fallback_reason", "unknown"))).inc()
@@ -297,6 +298,19 @@ def _model_info(m: Model, snap: Any) -> dict[str, Any]:
         "capability": m.capability.model_dump(),
         "cost": {m.cost.unit: m.cost.value},
         "simulated": all(b.simulated for b in m.backends),
-        "backends": [{"name": b.name, "kind": b.kind, "simulated": b.simulated,
-                      "healthy": bool(snap[b.name].healthy) if b.name in snap else None} for b in m.backends],
+        "backends": [_backend_info(b, snap.get(b.name)) for b in m.backends],
     }
+
+
+def _retry_after(st: RouterState, d: Decision) -> int:
+    """Seconds a client should wait: the soonest ETA of a candidate that is waking, else the default."""
+    snap = st.telemetry.snapshot
+    etas = [e for s in d.table if (e := getattr(snap.get(s.backend), "eta_s", None))]
+    return max(1, math.ceil(min(etas))) if etas else st.matrix.router.retry_after_s
+
+
+def _backend_info(b: Backend, s: BackendStats | None) -> dict[str, Any]:
+    return {"name": b.name, "kind": b.kind, "simulated": b.simulated,
+            "healthy": None if s is None else s.healthy,
+            "state": None if s is None else s.readiness,
+            "eta_s": None if s is None or s.eta_s is None else round(s.eta_s, 1)}

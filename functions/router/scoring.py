@@ -70,7 +70,11 @@ def relevance(model: Model, probs: Mapping[str, float]) -> float:
 
 
 def expected_latency(backend: Backend, stats: BackendStats) -> float:
+    """EWMA latency under the current load, plus the wait for the backend to be ready: the ETA its
+    activator reports when known, else its cold_start_s while it is believed to be at zero."""
     warm = stats.latency_s * (1.0 + stats.inflight / backend.max_concurrency)
+    if stats.eta_s is not None:
+        return warm + stats.eta_s
     return warm + (backend.cold_start_s if stats.cold else 0.0)
 
 

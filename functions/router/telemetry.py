@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import urllib3
 
 from pickspin.config import Backend, RouterSettings, ServiceMatrix
-from pickspin.contract import BACKEND_STATE_HEADER, WARM_STATES
+from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER, WARM_STATES
 
 log = logging.getLogger("pickspin.telemetry")
 
@@ -34,6 +34,14 @@ class BackendStats:
     observations: int
     checked_at: float  # monotonic time of the last health signal
     cold: bool = False  # believed to be at zero replicas (a request would wait for a cold start)
+    eta_s: float | None = None  # seconds until ready, as the local activator last said (None: unknown)
+
+    @property
+    def readiness(self) -> str:
+        """cold (at zero), waking (a start-up under way) or warm."""
+        if self.cold:
+            return "cold"
+        return "waking" if self.eta_s else "warm"
 
 
 @dataclass
@@ -45,6 +53,15 @@ class _State:
 
 
 Clock = Callable[[], float]
+
+
+def _seconds(v: str | None) -> float | None:
+    """A non-negative number of seconds from a header, or None."""
+    try:
+        x = float(v) if v is not None else None
+    except ValueError:
+        return None
+    return x if x is not None and 0 <= x < float("inf") else None
 
 
 class Telemetry:
@@ -127,16 +144,16 @@ class Telemetry:
     def probe_once(self, http: urllib3.PoolManager) -> None:
         t = urllib3.Timeout(connect=self.settings.probe_timeout_s, read=self.settings.probe_timeout_s)
         for name, b in self._backends.items():
-            state = None
+            state = eta = None
             try:
                 r = http.request("GET", b.url + b.probe_path(), timeout=t, retries=False, preload_content=True)
                 ok = r.status == 200
-                state = r.headers.get(BACKEND_STATE_HEADER)
+                state, eta = r.headers.get(BACKEND_STATE_HEADER), _seconds(r.headers.get(BACKEND_ETA_HEADER))
             except urllib3.exceptions.HTTPError:
                 ok = False
-            if state is not None and b.cold_start_s > 0:
+            if state is not None:
                 # the local activator knows for sure; it overrides the guess from traffic
-                self.set_cold(name, state not in WARM_STATES)
+                self.set_readiness(name, cold=b.cold_start_s > 0 and state not in WARM_STATES, eta_s=eta)
             if ok != self.snapshot[name].healthy:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)
@@ -146,6 +163,13 @@ class Telemetry:
             s = self._state[name].stats
             if s.cold != cold:
                 self._publish(name, replace(s, cold=cold))
+
+    def set_readiness(self, name: str, *, cold: bool, eta_s: float | None) -> None:
+        """What the backend's activator says: at zero or not, and seconds until ready."""
+        with self._lock:
+            s = self._state[name].stats
+            if (s.cold, s.eta_s) != (cold, eta_s):
+                self._publish(name, replace(s, cold=cold, eta_s=eta_s))
 
     def update_cold(self) -> None:
         """Guess from traffic alone which backends their scaler has taken to zero: no request for

@@ -341,3 +341,25 @@ def test_readyz_waits_for_a_loading_classifier() -> None:
     clf.loaded = True
     assert c.get("/readyz").status_code == 200
     assert c.get("/healthz").status_code == 200
+
+
+def test_models_show_readiness_and_503_retry_after_follows_the_eta() -> None:
+    """/v1/models says cold / waking / warm with the activator's ETA; a 503 asks to retry when the
+    soonest waking backend should be ready (test client: no network, the telemetry set by hand)."""
+    app = create_app(trio_matrix({"small": ["http://127.0.0.1:9"]}), start_prober=False)
+    tel = app.extensions["pickspin"].telemetry
+    c = app.test_client()
+
+    def backend() -> dict[str, Any]:
+        return dict(c.get("/v1/models").get_json()["data"][1]["pickspin"]["backends"][0])
+
+    assert (backend()["state"], backend()["eta_s"]) == ("warm", None)
+    tel.set_readiness("small-b0", cold=False, eta_s=4.2)
+    assert (backend()["state"], backend()["eta_s"]) == ("waking", 4.2)
+    tel.set_health("small-b0", False)
+    r = c.post("/v1/chat/completions", json=chat("list three colours"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    tel.set_readiness("small-b0", cold=True, eta_s=None)
+    assert backend()["state"] == "cold"
+    r = c.post("/v1/chat/completions", json=chat("list three colours"))
+    assert r.headers["Retry-After"] == str(app.extensions["pickspin"].matrix.router.retry_after_s)

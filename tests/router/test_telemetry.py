@@ -148,3 +148,43 @@ def test_the_activator_state_header_overrides_the_guess() -> None:
         assert not t.snapshot["z"].cold
     finally:
         srv.stop()
+
+
+def test_the_activator_eta_is_read_and_priced_into_expected_latency() -> None:
+    from flask import Flask, Response
+
+    from functions.router.scoring import expected_latency
+    from pickspin.contract import BACKEND_ETA_HEADER
+    from pickspin.contract import BACKEND_STATE_HEADER as STATE_HEADER
+    from tests.helpers import ServerThread
+
+    said = {"state": "cold", "eta": "18.0"}
+    app = Flask("activator-like")
+
+    @app.get("/health")
+    def health() -> Response:
+        return Response("ok", headers={STATE_HEADER: said["state"], BACKEND_ETA_HEADER: said["eta"]})
+
+    srv = ServerThread(app)
+    try:
+        b = Backend(name="z", url=srv.url, served_model_name="x", kind="vllm", expected_latency_s=1.0,
+                    cold_start_s=60.0)
+        t = Telemetry([b], RouterSettings(), idle_to_zero={})
+        http = urllib3.PoolManager()
+        t.probe_once(http)
+        s = t.snapshot["z"]
+        assert (s.cold, s.eta_s, s.readiness) == (True, 18.0, "cold")
+        assert expected_latency(b, s) == 1.0 + 18.0  # the learned ETA, not the configured 60 s
+        said.update(state="starting", eta="5.5")
+        t.probe_once(http)
+        s = t.snapshot["z"]
+        assert (s.cold, s.readiness) == (False, "waking") and expected_latency(b, s) == 1.0 + 5.5
+        said.update(state="ready", eta="0.0")
+        t.probe_once(http)
+        s = t.snapshot["z"]
+        assert s.readiness == "warm" and expected_latency(b, s) == 1.0
+        said.update(eta="soon")  # garbage is ignored, not trusted
+        t.probe_once(http)
+        assert t.snapshot["z"].eta_s is None
+    finally:
+        srv.stop()

@@ -301,3 +301,43 @@ def test_warm_floor_retries_a_failing_backend_with_backoff(tmp_path: Path, activ
     act.start()
     wait_until(lambda: act.state == "ready", 20, 0.1, "warm pool up after two failed starts")
     assert marker.read_text() == "3" and act.starts == 1 and act.status()["last_error"] is None
+
+
+def test_learns_the_start_up_time_and_reports_an_eta(tmp_path: Path, activators: list[LocalActivator]) -> None:
+    """Readiness with an ETA: unknown before any start; 0 when ready; the learned load time once cold
+    again; what is left of it while starting. The router reads it from the health answer's headers."""
+    from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER
+
+    act = make(tmp_path, "--startup-delay", "1.0", idle=1.0)
+    activators.append(act)
+    act.start()
+    probe = HTTP.request("GET", f"{act.url}/health", timeout=5)
+    assert probe.headers[BACKEND_STATE_HEADER] == "cold" and BACKEND_ETA_HEADER not in probe.headers
+    assert post(act.url).status == 200
+    st = json.loads(HTTP.request("GET", f"{act.url}{STATUS_PATH}", timeout=5).data)
+    assert st["eta_s"] == 0.0 and st["load_s"] >= 1.0  # the start took at least the stub's delay
+    assert HTTP.request("GET", f"{act.url}/health", timeout=5).headers[BACKEND_STATE_HEADER] == "ready"
+    wait_until(lambda: act.state == "cold", 15, 0.1, "stopped after tau")
+    probe = HTTP.request("GET", f"{act.url}/health", timeout=5)
+    assert float(probe.headers[BACKEND_ETA_HEADER]) == pytest.approx(st["load_s"], abs=0.05)
+    # a second start: while starting, the ETA counts down from the learned time
+    t = __import__("threading").Thread(target=post, args=(act.url,), daemon=True)
+    t.start()
+    wait_until(lambda: act.state == "starting", 5, 0.02, "second start")
+    eta = json.loads(HTTP.request("GET", f"{act.url}{STATUS_PATH}", timeout=5).data)["eta_s"]
+    assert 0 <= eta <= st["load_s"]
+    t.join(30)
+    assert act.starts == 2
+
+
+def test_cold_start_timeout_retry_after_comes_from_the_eta(tmp_path: Path,
+                                                           activators: list[LocalActivator]) -> None:
+    act = make(tmp_path, "--startup-delay", "0.5", idle=1.0)
+    activators.append(act)
+    act.start()
+    assert post(act.url).status == 200
+    wait_until(lambda: act.state == "cold", 15, 0.1, "stopped after tau")
+    act._load_s = 7.2  # as if the model took 7.2 s to load last time
+    act.cold_start_timeout_s = 0.01  # the next request gives up at once
+    r = post(act.url)
+    assert r.status == 503 and r.headers["Retry-After"] == "8", (r.status, dict(r.headers))
