@@ -128,3 +128,69 @@ def decide(obs: Observation, p: Params, now: float) -> Decision:
         metric_value=metric_value(obs, p),
         active=active,
     )
+
+
+# -- adaptive keep-warm ------------------------------------------------------------------------------
+#
+# A model at zero pays a cold start on its next request; a model kept warm pays for idle GPUs. Per
+# model, from the idle gaps it has actually had (time between the end of one burst of demand and the
+# next request), choose how long to stay warm after the last request - tau - by comparing, over those
+# gaps, the GPU-seconds of staying warm with the expected cost of a cold start: the GPU-seconds the
+# replica holds while loading, plus each request that then misses its SLO, priced in GPU-seconds.
+# Choosing "forever" means a warm floor of one replica. This is the ski-rental trade-off, solved on the
+# model's own empirical gap distribution instead of a fixed tier floor and a fixed tau.
+
+#: Taus tried, in seconds; ``math.inf`` = never go to zero (warm floor 1).
+TAU_CANDIDATES: tuple[float, ...] = (0.0, 15.0, 30.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0,
+                                     3600.0, math.inf)
+
+
+@dataclass(frozen=True)
+class ColdStartCost:
+    """What one cold start of a model costs, in GPU-seconds."""
+
+    load_s: float  # zero -> ready (weights load + engine warm-up)
+    gpus: int = 1  # GPUs one replica holds
+    slo_miss_gpu_s: float = 0.0  # the price of one request that misses its SLO, in GPU-seconds
+    rate: float = 0.0  # requests/s while active: those arriving during the load miss their SLO too
+    extra_idle_s: float = 0.0  # idle time the platform adds after tau before zero (KEDA cooldown, ...)
+
+    def cold_gpu_s(self) -> float:
+        misses = 1.0 + clean(self.rate) * clean(self.load_s)
+        return clean(self.load_s) * self.gpus + misses * clean(self.slo_miss_gpu_s)
+
+
+@dataclass(frozen=True)
+class KeepWarm:
+    floor: int  # 1 when the model should never go to zero, else 0
+    idle_seconds: float  # tau (finite; 0 with a floor of 1, where tau does not matter)
+    expected_gpu_s: float  # the chosen option's cost over the observed gaps
+    gaps: int  # how many gaps it was chosen on
+
+
+def keep_warm_cost(gaps: list[float], tau: float, cost: ColdStartCost) -> float:
+    """GPU-seconds over ``gaps`` when staying warm ``tau`` (+ the platform's extra idle time) after each
+    burst: idle time held while warm, and a cold start for every gap longer than that."""
+    hold = tau + cost.extra_idle_s
+    cold = cost.cold_gpu_s()
+    total = 0.0
+    for g in gaps:
+        g = clean(g)
+        total += min(g, hold) * cost.gpus + (cold if g > hold else 0.0)
+    return total
+
+
+def choose_keep_warm(gaps: list[float], cost: ColdStartCost, default: KeepWarm, *, min_gaps: int = 5,
+                     candidates: tuple[float, ...] = TAU_CANDIDATES) -> KeepWarm:
+    """The cheapest (floor, tau) over the observed idle ``gaps``; ``default`` until ``min_gaps`` are known.
+    Ties go to the longer tau (fewer cold starts for the same GPU-seconds)."""
+    if len(gaps) < min_gaps:
+        return default
+    best_tau, best = candidates[0], math.inf
+    for tau in candidates:
+        c = keep_warm_cost(gaps, tau, cost)
+        if c <= best:
+            best_tau, best = tau, c
+    if math.isinf(best_tau):
+        return KeepWarm(1, 0.0, best, len(gaps))
+    return KeepWarm(0, best_tau, best, len(gaps))

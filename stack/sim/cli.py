@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from .config import DEFAULT_SIM_CONFIG, Scenario, load_sim_config
     from .policies import POLICIES
     from .prompts import build_pool
-    from .report import write_all
+    from .report import POLICY_ORDER, write_all
     from .runner import DEFAULT_POLICIES, estimates_for, run_scenario
     from .trace import SharedDataMissing
 
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     for sr in results:
         print(f"{sr.scenario.name}: {sr.trace.summary()['requests']} requests measured, {len(sr.rows)} runs "
               f"in {sr.runtime_s:.1f} s")
-        for k in ("static", "static-peak", "knative-kpa", "keda-threshold", "pickspin"):
+        for k in POLICY_ORDER:
             r = sr.rows.get(k)
             if r:
                 print(f"  {k:15s} success {r['success_rate']}  p50 {r['p50_latency_s']} s  p99 {r['p99_latency_s']} s  "

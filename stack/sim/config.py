@@ -118,6 +118,10 @@ class PickSpinPolicy(_Strict):
     window_s: float | None = Field(default=None, gt=0)  # windowSeconds; None: metadata default
     keda_cooldown_s: float = Field(default=30.0, ge=0)  # ScaledObject cooldownPeriod (tau is the idle knob)
     hpa_scale_down_stabilization_s: float | None = Field(default=None, ge=0)  # None: HPA default
+    # pickspin-adaptive: keep-warm (floor, tau) per model from its own idle gaps (pickspin_scaler.policy)
+    slo_miss_gpu_s: float = Field(default=60.0, ge=0)  # one request missing its SLO, priced in GPU-seconds
+    keep_warm_every_s: float = Field(default=300.0, gt=0)  # how often (floor, tau) is re-chosen
+    keep_warm_gaps: int = Field(default=500, ge=1)  # idle gaps remembered per model (bounded)
 
 
 class Policies(_Strict):

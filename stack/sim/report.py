@@ -15,7 +15,7 @@ from .config import SimConfig
 from .runner import ScenarioResult, run_key
 
 PAPER = {"success_rate": 0.216, "mean_latency_s": -0.30, "cost_per_query_usd": -0.33}
-POLICY_ORDER = ("static", "static-peak", "knative-kpa", "keda-threshold", "pickspin")
+POLICY_ORDER = ("static", "static-peak", "knative-kpa", "keda-threshold", "pickspin", "pickspin-adaptive")
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -113,6 +113,61 @@ def markdown(cfg: SimConfig, results: Sequence[ScenarioResult], primary: str, *,
     return "\n".join(out)
 
 
+MARKERS = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o",
+           "pickspin-adaptive": "P"}
+
+
+def slo_frontier(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Points (GPU-s/query, SLO attainment) not beaten on both by another: cheaper and at least as good."""
+    pts = sorted({(r["gpu_seconds_per_query"], r["slo_attainment"]) for r in rows
+                  if r.get("gpu_seconds_per_query") is not None and r.get("slo_attainment") is not None},
+                 key=lambda p: (p[0], -p[1]))
+    front: list[tuple[float, float]] = []
+    for x, y in pts:
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def plot_slo_pareto(sr: ScenarioResult, out_dir: Path) -> Path:
+    """GPU-seconds per query against SLO attainment, one point per policy x routing, correct rate labelled."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    routings = sorted({r["routing"] for r in sr.rows.values()})
+    colors = {r: f"C{i}" for i, r in enumerate(routings)}
+    front = slo_frontier(list(sr.rows.values()))
+    for k, r in sr.rows.items():
+        x, y = r["gpu_seconds_per_query"], r["slo_attainment"]
+        if x is None or y is None:
+            continue
+        on = (x, y) in front
+        ax.scatter([x], [y], marker=MARKERS.get(r["policy"], "x"), color=colors[r["routing"]], s=80 if on else 45,
+                   edgecolors="k" if on else "none", alpha=0.85)
+        if on or "/" not in k:
+            correct = r.get("correct_rate")
+            ax.annotate(f"{k}" + (f" ({correct:.3f} correct)" if correct is not None else ""), (x, y), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5", ls="--", lw=1,
+                label="Pareto frontier (cheaper and better SLO)")
+    for r, c in colors.items():
+        ax.scatter([], [], color=c, label=f"routing: {r}")
+    for pol, mk in MARKERS.items():
+        if any(r["policy"] == pol for r in sr.rows.values()):
+            ax.scatter([], [], color="0.3", marker=mk, label=pol)
+    ax.set_xscale("log")
+    ax.set_xlabel("GPU-seconds per query (log)")
+    ax.set_ylabel("SLO attainment (TTFT and TPOT within SLO)")
+    ax.set_title(f"Cost-SLO frontier - {sr.scenario.name}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    p = out_dir / f"sim_pareto_{sr.scenario.name}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
 def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -155,7 +210,6 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
         paths.append(p)
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    markers = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshold": "v", "pickspin": "o"}
     routings = sorted({r["routing"] for r in sr.rows.values()})
     colors = {r: f"C{i}" for i, r in enumerate(routings)}
     pts = sorted((r["cost_per_query_usd"], r["p95_latency_s"]) for r in sr.rows.values()
@@ -170,7 +224,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
         x, y = r["cost_per_query_usd"], r["p95_latency_s"]
         if x is None or y is None:
             continue
-        ax.scatter([x], [y], marker=markers.get(r["policy"], "x"), color=colors[r["routing"]], s=60, alpha=0.85)
+        ax.scatter([x], [y], marker=MARKERS.get(r["policy"], "x"), color=colors[r["routing"]], s=60, alpha=0.85)
         near = any(abs(math.log(x / lx)) < 0.08 and abs(math.log(y / ly)) < 0.08 for lx, ly in labelled)
         if ("/" not in k or (x, y) in front) and not near:
             ax.annotate(k, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
@@ -180,7 +234,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
                 label="Pareto frontier")
     for r, c in colors.items():
         ax.scatter([], [], color=c, label=f"routing: {r}")
-    for pol, mk in markers.items():
+    for pol, mk in MARKERS.items():
         if any(r["policy"] == pol for r in sr.rows.values()):
             ax.scatter([], [], color="0.3", marker=mk, label=pol)
     ax.set_xscale("log")
@@ -195,6 +249,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
     fig.savefig(p, dpi=110)
     plt.close(fig)
     paths.append(p)
+    paths.append(plot_slo_pareto(sr, out_dir))
     return paths
 
 

@@ -22,7 +22,7 @@ from .trace import Trace, build_trace, with_warmup
 
 log = logging.getLogger("pickspin.sim")
 
-DEFAULT_POLICIES = ("static", "knative-kpa", "keda-threshold", "pickspin", "static-peak")
+DEFAULT_POLICIES = ("static", "knative-kpa", "keda-threshold", "pickspin", "pickspin-adaptive", "static-peak")
 
 
 def run_key(policy: str, routing: str, default_routing: str) -> str:

@@ -119,3 +119,44 @@ def test_hpa_lands_on_max_of_target_floor_and_demand(rate: float, lat: float, de
         assert floor == 0 and clean(demand) == 0
         assert desired_replicas(obs, p, NOW) == 0
     assert littles_law_load(rate, lat) >= 0
+
+
+# -- adaptive keep-warm ------------------------------------------------------------------------------
+from pickspin_scaler.policy import ColdStartCost, KeepWarm, choose_keep_warm, keep_warm_cost  # noqa: E402
+
+DEFAULT_KW = KeepWarm(0, 300.0, float("nan"), 0)
+
+
+def test_keep_warm_cost_counts_idle_hold_and_cold_starts() -> None:
+    cost = ColdStartCost(load_s=100, gpus=2)  # a cold start = 200 GPU-s
+    # gaps 10 s and 1000 s with tau 60: hold 10 + 60 s (x2 GPUs) and one cold start
+    assert keep_warm_cost([10, 1000], 60, cost) == (10 + 60) * 2 + 200
+    assert keep_warm_cost([10, 1000], float("inf"), cost) == (10 + 1000) * 2
+
+
+def test_frequent_short_gaps_keep_it_warm_rare_long_ones_let_it_go() -> None:
+    cost = ColdStartCost(load_s=120, gpus=8, slo_miss_gpu_s=60)
+    # a cold start costs 120 s x 8 GPUs + one SLO miss = 1020 GPU-s: riding out a 100 s gap (800) is cheaper
+    busy = choose_keep_warm([20.0] * 50 + [100.0] * 5, cost, DEFAULT_KW)
+    assert busy.idle_seconds >= 100 or busy.floor == 1
+    # ...but not a 200 s gap (1600): reload instead, after staying warm through the short gaps
+    mixed = choose_keep_warm([20.0] * 50 + [200.0] * 5, cost, DEFAULT_KW)
+    assert (mixed.floor, mixed.idle_seconds) == (0, 30.0)
+    sparse = choose_keep_warm([4 * 3600.0] * 20, cost, DEFAULT_KW)
+    assert (sparse.floor, sparse.idle_seconds) == (0, 0.0)  # hours between requests: go to zero at once
+    assert sparse.expected_gpu_s == 20 * cost.cold_gpu_s()
+
+
+def test_slo_price_and_arrival_rate_make_cold_starts_dearer() -> None:
+    gaps = [600.0] * 30
+    cheap = choose_keep_warm(gaps, ColdStartCost(load_s=60, gpus=1), DEFAULT_KW)
+    dear = choose_keep_warm(gaps, ColdStartCost(load_s=60, gpus=1, slo_miss_gpu_s=400, rate=0.5), DEFAULT_KW)
+    assert cheap.idle_seconds == 0 and cheap.floor == 0
+    assert dear.floor == 1 or dear.idle_seconds >= 600
+
+
+def test_too_few_gaps_keep_the_configured_default_and_the_platform_idle_time_counts() -> None:
+    cost = ColdStartCost(load_s=60, gpus=1)
+    assert choose_keep_warm([5.0, 7.0], cost, DEFAULT_KW) is DEFAULT_KW
+    with_cooldown = ColdStartCost(load_s=60, gpus=1, extra_idle_s=30)
+    assert keep_warm_cost([100.0], 0, with_cooldown) == 30 + 60  # held through the cooldown, then reloaded

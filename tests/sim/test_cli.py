@@ -36,7 +36,8 @@ def test_sim_cli_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     md = (tmp_path / "sim.md").read_text()
     assert "| pickspin |" in md and "Relative change" in md
     pngs = sorted(p.name for p in tmp_path.glob("sim_*.png"))
-    assert len(pngs) == 2 and all(p.stat().st_size > 10_000 for p in tmp_path.glob("sim_*.png"))
+    assert len(pngs) == 3 and all(p.stat().st_size > 10_000 for p in tmp_path.glob("sim_*.png"))
+    assert any(n.startswith("sim_pareto_") for n in pngs)  # GPU-s/query against SLO attainment
 
 
 def test_sim_cli_rejects_unknown_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,3 +55,11 @@ def test_every_cluster_number_cites_a_reference() -> None:
             assert k in mc.sources, (name, k)
             assert all(r in cfg.references for r in reference_keys(mc.sources[k]))
     assert cfg.cluster.gpu.usd_per_gpu_hour == pytest.approx(32.77 / 8, rel=1e-3)
+
+
+def test_slo_frontier_keeps_points_nothing_cheaper_beats() -> None:
+    from stack.sim.report import slo_frontier
+
+    rows = [{"gpu_seconds_per_query": x, "slo_attainment": y} for x, y in
+            [(3.0, 0.84), (4.2, 0.85), (4.0, 0.80), (10.4, 1.0), (12.0, 0.99), (2.0, None)]]
+    assert slo_frontier(rows) == [(3.0, 0.84), (4.2, 0.85), (10.4, 1.0)]

@@ -189,3 +189,18 @@ def test_deterministic() -> None:
     b = simkit.run(cfg, bursty(), "pickspin", routing="keyword")
     assert np.array_equal(a.latency, b.latency, equal_nan=True)
     assert a.per_model == b.per_model
+
+
+def test_adaptive_keep_warm_learns_to_let_a_sparse_model_go_at_once() -> None:
+    """Requests 400 s apart: with the fixed tau (300 s + 30 s cooldown) the model idles on 8 GPUs through
+    most gaps; adaptive keep-warm learns from the gaps (about 275 s idle each) that a reload (120 s x 8
+    GPUs + the SLO price, 1020 GPU-s) is cheaper than holding (2200), picks tau 0 and trades more cold
+    starts for fewer GPU-seconds."""
+    cfg = two_models()
+    tr = simkit.trace_at(list(np.arange(60.0, 6 * 3600.0, 400.0)), 6 * 3600.0)
+    plain = simkit.run(cfg, tr, "pickspin", routing="quality-only")
+    adaptive = simkit.run(cfg, tr, "pickspin-adaptive", routing="quality-only")
+    assert (adaptive.status == OK).all() and (plain.status == OK).all()
+    assert adaptive.per_model["big"]["cold_starts"] > plain.per_model["big"]["cold_starts"]
+    assert adaptive.per_model["big"]["gpu_seconds"] < 0.9 * plain.per_model["big"]["gpu_seconds"], (
+        adaptive.per_model["big"]["gpu_seconds"], plain.per_model["big"]["gpu_seconds"])

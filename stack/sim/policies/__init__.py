@@ -6,7 +6,7 @@ from ..config import SimConfig
 from .base import Policy
 from .keda_threshold import KedaThresholdPolicy
 from .knative_kpa import KnativeKPAPolicy
-from .pickspin import PickSpinPolicy
+from .pickspin import PickSpinAdaptivePolicy, PickSpinPolicy
 from .static import StaticPeakPolicy, StaticPolicy
 
 POLICIES: dict[str, type[Policy]] = {
@@ -15,6 +15,7 @@ POLICIES: dict[str, type[Policy]] = {
     "knative-kpa": KnativeKPAPolicy,
     "keda-threshold": KedaThresholdPolicy,
     "pickspin": PickSpinPolicy,
+    "pickspin-adaptive": PickSpinAdaptivePolicy,
 }
 
 

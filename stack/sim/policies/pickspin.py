@@ -19,7 +19,8 @@ The policy module is looked up at call time (``scaler_policy.decide``), so patch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pickspin.contract import trigger_metadata
@@ -41,6 +42,9 @@ class _State:
     last_total: int | None = None
     last_used: float | None = None
     decision: Any = None  # scaler_policy.Decision
+    gaps: deque[float] = field(default_factory=deque)  # idle gaps seen (pickspin-adaptive)
+    keep_warm: Any = None  # scaler_policy.KeepWarm in force
+    rate: float = 0.0  # requests/s over the window at the last poll
 
 
 class PickSpinPolicy(Policy):
@@ -111,3 +115,39 @@ class PickSpinPolicy(Policy):
             cur = ms.n_replicas
             proposal = hpa_proposal(float(d.metric_value), float(st.params.concurrency), cur, tol, int(d.desired))
             st.so.sync(self.sim, ms, now, proposal)
+
+
+class PickSpinAdaptivePolicy(PickSpinPolicy):
+    """The same scaler policy with adaptive keep-warm: every ``keep_warm_every_s`` each model's warm floor
+    and tau are re-chosen by ``pickspin_scaler.policy.choose_keep_warm`` from the idle gaps the scaler
+    has seen (a gap = from the last poll with activity to the next one with activity), instead of the
+    tier's fixed floor and the configured tau."""
+
+    name = "pickspin-adaptive"
+
+    def attach(self, sim: Simulation) -> None:
+        super().attach(sim)
+        for st in self.state.values():
+            st.gaps = deque(maxlen=self.p.keep_warm_gaps)
+        sim.every(self.p.keep_warm_every_s, self.rechoose)
+
+    def observe(self, ms_idx: int, now: float) -> Any:
+        st = self.state[ms_idx]
+        before = st.last_used
+        obs = super().observe(ms_idx, now)
+        if st.last_used is not None and before is not None and st.last_used - before > self.p.poll_interval_s:
+            st.gaps.append(st.last_used - before)  # activity again after an idle gap
+        st.rate = scaler_policy.clean(obs.rate)
+        return obs
+
+    def rechoose(self, now: float) -> None:
+        for ms in self.sim.models:
+            st = self.state[ms.idx]
+            cost = scaler_policy.ColdStartCost(
+                load_s=ms.cluster.cold_start_s, gpus=ms.cluster.gpus, slo_miss_gpu_s=self.p.slo_miss_gpu_s,
+                rate=st.rate, extra_idle_s=self.p.keda_cooldown_s)
+            default = scaler_policy.KeepWarm(st.md.floor(), st.md.idle_seconds, float("nan"), 0)
+            kw = scaler_policy.choose_keep_warm(list(st.gaps), cost, default)
+            st.keep_warm = kw
+            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=kw.floor,
+                                             idle_seconds=kw.idle_seconds)
