@@ -43,6 +43,8 @@ class Profile(_Strict):
     alpha: float = Field(ge=0)
     lambda_: float = Field(ge=0, alias="lambda")
     mu: float = Field(ge=0)
+    # How long a request under this profile may wait for a cold or waking model (None: router.max_wait_s).
+    max_wait_s: float | None = Field(default=None, ge=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -244,6 +246,11 @@ class RouterSettings(_Strict):
     log_prompts: bool = False
     # How long a request may wait for a cold local backend to start (local actuator).
     cold_start_timeout_s: float = Field(default=90.0, gt=0)
+    # Wait budget for a cold or waking model (functions/router/waiting.py): when the best model would
+    # take longer to be ready, serve the best one that is ready in time and wake the best in the
+    # background. Requests override it (X-PickSpin-Max-Wait / max_wait_s, "strict"), profiles too.
+    # None and no override: no budget, the cold start only weighs in T of Eq. 2.
+    max_wait_s: float | None = Field(default=None, ge=0)
 
 
 class TierDefaults(_Strict):

@@ -25,6 +25,7 @@ DECISION_DURATION = "pickspin_route_decision_seconds"
 UPSTREAM_RETRIES = "pickspin_upstream_retries_total"  # {backend, reason}
 CLASSIFIER_FALLBACKS = "pickspin_classifier_fallbacks_total"  # {reason}
 BACKEND_UP = "pickspin_backend_up"  # gauge {backend}
+DOWNGRADES = "pickspin_downgrades_total"  # {from_model, to_model}: the best model was not ready in budget
 
 #: Placeholders a PromQL template may use: ``${model}`` (label value), ``${window}`` and ``${idle}``
 #: (range durations such as ``300s``).

@@ -75,6 +75,16 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _expected_load_s(backend: Backend) -> float | None:
+    """What the launch block says about load time before any start was seen (a simulated tier's)."""
+    launch = backend.launch
+    if launch is None or launch.type != "sim":
+        return None
+    from stack.simbackend import local_load_seconds
+
+    return launch.load_s if launch.load_s is not None else local_load_seconds(launch.params_b)
+
+
 class LocalActivator:
     """Scale-from-zero proxy + process supervisor for one backend. Thread-safe; ``start()``/``stop()``."""
 
@@ -119,7 +129,7 @@ class LocalActivator:
         self._inflight = 0  # requests being served or held (demand)
         self._last_used: float | None = None
         # Learned start-up time (EWMA over successful cold starts); the backend's cold_start_s is the prior.
-        self._load_s: float | None = backend.cold_start_s or None
+        self._load_s: float | None = backend.cold_start_s or _expected_load_s(backend)
         self._starting_since: float | None = None
         self._done: deque[tuple[float, float]] = deque(maxlen=100_000)  # (finish time, latency)
         self.starts = 0

@@ -25,10 +25,11 @@ from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
 from .telemetry import BackendStats, Clock, Telemetry
+from .waiting import STRICT, Waker, choose
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
-ROUTER_FIELDS = ("profile",)  # body fields the router consumes and does not forward
+ROUTER_FIELDS = ("profile", "max_wait_s")  # body fields the router consumes and does not forward
 
 
 @dataclass
@@ -42,6 +43,7 @@ class RouterState:
     by_model: dict[str, list[Candidate]]
     targets: dict[tuple[str, str], Target]
     api_keys: frozenset[str]
+    waker: Waker
 
     @classmethod
     def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None, *,
@@ -60,6 +62,7 @@ class RouterState:
             by_model={m.name: [c for c in cands if c.model.name == m.name] for m in matrix.models},
             targets={(c.model.name, c.backend.name): Target(c.model, c.backend) for c in cands},
             api_keys=matrix.api_keys(),
+            waker=Waker([c.backend for c in cands], telemetry, matrix.router.cold_start_timeout_s),
         )
 
 
@@ -138,6 +141,9 @@ class Decision:
     profile: Profile
     table: list[Scored]
     requested_model: str | None
+    max_wait_s: float | None = None  # the wait budget applied (None: none)
+    downgraded_from: str | None = None  # the best model, when it was not ready within the budget
+    wake: str | None = None  # backend to wake in the background
 
     @property
     def eligible(self) -> list[Scored]:
@@ -154,14 +160,18 @@ class Decision:
             "profile": {"name": self.profile_name, "weights": {"R": round(w[0], 4), "T": round(w[1], 4),
                                                                "C": round(w[2], 4)}},
             "requested_model": self.requested_model,
+            "max_wait_s": None if self.max_wait_s is None else ("strict" if math.isinf(self.max_wait_s)
+                                                                else self.max_wait_s),
+            "downgraded_from": self.downgraded_from,
             "candidates": [s.as_dict() for s in self.table],
         }
 
 
 def decide(st: RouterState, text: str, profile: str, model: str | None = None, *,
-           estimate: Estimate | None = None) -> Decision:
+           estimate: Estimate | None = None, max_wait_s: float | None = None) -> Decision:
     """Pick for one prompt: classify ``text`` (unless ``estimate`` is given) and rank the candidates of
-    ``model`` (None or "auto": every model) under the operator ``profile`` on the telemetry snapshot.
+    ``model`` (None or "auto": every model) under the operator ``profile`` on the telemetry snapshot,
+    within the wait budget (``max_wait_s``, else the profile's, else the router's; see waiting.py).
 
     No request I/O: the HTTP views, ``pickspin route`` and the simulator all call it. Unknown model 404,
     unknown profile 400, as :class:`APIError`.
@@ -177,9 +187,34 @@ def decide(st: RouterState, text: str, profile: str, model: str | None = None, *
     t0 = time.perf_counter()
     est = estimate or st.classifier.classify(text)
     cands = st.candidates if requested is None else st.by_model[requested]
-    table = rank(cands, st.telemetry.snapshot, est, prof, max_error_rate=st.matrix.router.max_error_rate)
+    budget = next((b for b in (max_wait_s, prof.max_wait_s, st.matrix.router.max_wait_s) if b is not None), None)
+    if budget is None:
+        table = rank(cands, st.telemetry.snapshot, est, prof, max_error_rate=st.matrix.router.max_error_rate)
+        d = Decision(est, profile, prof, table, requested)
+    else:
+        ch = choose(cands, st.telemetry.snapshot, est, prof, budget, max_error_rate=st.matrix.router.max_error_rate)
+        d = Decision(est, profile, prof, ch.table, requested, budget, ch.downgraded_from, ch.wake)
     st.metrics.decision.observe(time.perf_counter() - t0)
-    return Decision(est, profile, prof, table, requested)
+    return d
+
+
+def _max_wait(body: dict[str, Any]) -> float | None:
+    """The request's wait budget: ``X-PickSpin-Max-Wait`` header or ``max_wait_s`` field; seconds or "strict"."""
+    raw: Any = request.headers.get("X-PickSpin-Max-Wait")
+    param = "X-PickSpin-Max-Wait"
+    if raw is None:
+        raw, param = body.get("max_wait_s"), "max_wait_s"
+    if raw is None:
+        return None
+    if raw == "strict":
+        return STRICT
+    try:
+        v = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise APIError(400, f"'{param}' must be a number of seconds >= 0 or \"strict\"", param=param)
+    return v
 
 
 def decide_request(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
@@ -190,7 +225,7 @@ def decide_request(st: RouterState, body: dict[str, Any], kind: str) -> Decision
     profile = request.headers.get("X-PickSpin-Profile") or body.get("profile") or st.matrix.routing.default_profile
     if not isinstance(profile, str):
         raise APIError(400, "'profile' must be a string", param="profile")
-    return decide(st, text, profile, body.get("model"))
+    return decide(st, text, profile, body.get("model"), max_wait_s=_max_wait(body))
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -231,11 +266,16 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
             raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
                            headers={"Retry-After": str(_retry_after(st, d))})
         targets = [st.targets[(s.model, s.backend)] for s in eligible]
+        if d.wake is not None:
+            st.waker.wake(d.wake)
         if d.estimate.source == "keyword-fallback":
             st.metrics.fallbacks.labels(str(d.estimate.detail.get("fallback_reason", "unknown"))).inc()
         fwd = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
         headers = {"X-PickSpin-Complexity": d.estimate.label, "X-PickSpin-Profile": d.profile_name,
                    "X-PickSpin-Classifier": d.estimate.source}
+        if d.downgraded_from is not None:
+            headers["X-PickSpin-Downgraded-From"] = d.downgraded_from
+            st.metrics.downgrades.labels(d.downgraded_from, eligible[0].model).inc()
         if st.matrix.router.log_prompts:
             log.info("request %s prompt=%r", g.request_id, prompt_text(body, kind)[:500])
         log.debug("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,

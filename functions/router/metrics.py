@@ -41,6 +41,9 @@ class RouterMetrics:
         self.fallbacks = Counter(
             c.CLASSIFIER_FALLBACKS, "Semantic classification fell back to keywords.",
             ["reason"], registry=registry)
+        self.downgrades = Counter(
+            c.DOWNGRADES, "Requests served by another model because the best one was not ready within "
+            "the request's wait budget.", ["from_model", "to_model"], registry=registry)
         self.backend_up = Gauge(
             c.BACKEND_UP, "1 if the router considers the backend healthy.",
             ["backend"], multiprocess_mode="max", registry=registry)

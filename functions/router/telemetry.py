@@ -153,7 +153,7 @@ class Telemetry:
                 ok = False
             if state is not None:
                 # the local activator knows for sure; it overrides the guess from traffic
-                self.set_readiness(name, cold=b.cold_start_s > 0 and state not in WARM_STATES, eta_s=eta)
+                self.set_readiness(name, cold=state not in WARM_STATES, eta_s=eta)
             if ok != self.snapshot[name].healthy:
                 log.info("backend %s is now %s", name, "up" if ok else "down")
             self.set_health(name, ok)

@@ -6,9 +6,9 @@ from typing import get_args
 
 import pytest
 
-from functions.router.classifiers import REGISTRY, build_classifier
+from functions.router.classifiers import REGISTRY, build_classifier, classifier_ready
 from pickspin.config import ConfigError, RoutingMode
-from tests.helpers import trio_matrix
+from tests.helpers import trio_matrix, wait_until
 
 URLS = {"small": ["http://127.0.0.1:9"]}
 
@@ -21,7 +21,11 @@ def test_registry_names_are_the_config_modes() -> None:
 def test_every_mode_loads_from_config_and_builds(mode: str) -> None:
     matrix = trio_matrix(URLS, routing={"mode": mode})
     assert matrix.routing.mode == mode
-    assert build_classifier(mode, matrix).name
+    clf = build_classifier(mode, matrix)
+    # a model-backed classifier loads in a background thread: let it finish inside this test, so its
+    # imports never race another test's
+    assert wait_until(lambda: classifier_ready(clf), 120)
+    assert clf.classify("list three colours").label in ("low", "medium", "high")
 
 
 def test_an_unregistered_mode_is_a_config_error_naming_the_field() -> None:

@@ -304,18 +304,23 @@ def test_warm_floor_retries_a_failing_backend_with_backoff(tmp_path: Path, activ
 
 
 def test_learns_the_start_up_time_and_reports_an_eta(tmp_path: Path, activators: list[LocalActivator]) -> None:
-    """Readiness with an ETA: unknown before any start; 0 when ready; the learned load time once cold
+    """Readiness with an ETA: the launch's expected load before any start; 0 when ready; the learned load time once cold
     again; what is left of it while starting. The router reads it from the health answer's headers."""
     from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER
 
     act = make(tmp_path, "--startup-delay", "1.0", idle=1.0)
     activators.append(act)
     act.start()
+    from stack.simbackend import local_load_seconds
+
     probe = HTTP.request("GET", f"{act.url}/health", timeout=5)
-    assert probe.headers[BACKEND_STATE_HEADER] == "cold" and BACKEND_ETA_HEADER not in probe.headers
+    # before any start the prior is the launch block's expected load time (a 1B simulated tier)
+    assert probe.headers[BACKEND_STATE_HEADER] == "cold"
+    assert float(probe.headers[BACKEND_ETA_HEADER]) == pytest.approx(local_load_seconds(1.0), abs=0.05)
     assert post(act.url).status == 200
     st = json.loads(HTTP.request("GET", f"{act.url}{STATUS_PATH}", timeout=5).data)
-    assert st["eta_s"] == 0.0 and st["load_s"] >= 1.0  # the start took at least the stub's delay
+    # the start took at least the stub's 1 s: the EWMA moved from the prior toward it
+    assert st["eta_s"] == 0.0 and local_load_seconds(1.0) + 0.2 < st["load_s"] < 1.0 + 5.0
     assert HTTP.request("GET", f"{act.url}/health", timeout=5).headers[BACKEND_STATE_HEADER] == "ready"
     wait_until(lambda: act.state == "cold", 15, 0.1, "stopped after tau")
     probe = HTTP.request("GET", f"{act.url}/health", timeout=5)

@@ -1,0 +1,98 @@
+"""Wait-or-downgrade against real processes: a router, a warm small tier, and a large tier at zero behind
+a real local activator (its backend takes about 3 s to start; its configured cold start is 20 s)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.router.app import create_app
+from pickspin.config import ServiceMatrix, parse_config
+from stack.activator import LocalActivator
+from tests.helpers import ServerThread, free_port, sim_server, wait_until
+
+STUB = Path(__file__).parents[1] / "scaler" / "stub_backend.py"
+PROVE = {"messages": [{"role": "user", "content": "prove that sqrt(2) is irrational"}], "max_tokens": 3}
+
+
+def matrix(small_url: str, large_port: int) -> ServiceMatrix:
+    def model(name: str, tier: str, cap: tuple[float, float, float], cost: float, backend: dict[str, Any]) -> dict:
+        return {"name": name, "tier": tier, "capability": dict(zip(("low", "medium", "high"), cap, strict=True)),
+                "cost": {"per_1k_tokens": cost}, "scaling": {"concurrency": 4, "idle_seconds": 300},
+                "backends": [backend]}
+
+    return parse_config({
+        "models": [
+            model("small-model", "small", (0.9, 0.5, 0.05), 0.02,
+                  {"name": "small-b", "kind": "vllm", "url": small_url, "served_model_name": "small-served"}),
+            model("large-model", "large", (0.97, 0.92, 0.85), 0.18,
+                  {"name": "large-b", "kind": "vllm", "url": f"http://127.0.0.1:{large_port}",
+                   "served_model_name": "large-served", "cold_start_s": 20,
+                   "launch": {"type": "sim", "startup_timeout_s": 30}}),
+        ],
+        "router": {"probe_interval_s": 0.2, "probe_timeout_s": 1.0, "cold_start_timeout_s": 30},
+    })
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[ServerThread, LocalActivator]]:
+    with sim_server("small-served", ttft_s=0.0, tpot_s=0.0) as small:
+        m = matrix(small.url, free_port())
+        large = m.models[1].backends[0]
+        act = LocalActivator(m, large, lambda port: [sys.executable, str(STUB), "--port", str(port),
+                                                      "--startup-delay", "3"], control_interval_s=0.1)
+        act.start()
+        app = create_app(m)
+        router = ServerThread(app)
+        try:
+            wait_until(lambda: httpx.get(router.url + "/v1/models").json()["data"][2]["pickspin"]["backends"][0]
+                       ["state"] == "cold", 5)
+            yield router, act
+        finally:
+            router.stop()
+            app.extensions["pickspin"].telemetry.stop()
+            act.stop()
+
+
+def test_a_short_budget_is_served_warm_now_and_the_best_model_wakes(stack: tuple[ServerThread, LocalActivator]) -> None:
+    router, act = stack
+    headers = {"X-PickSpin-Max-Wait": "2", "X-PickSpin-Profile": "quality"}
+    t0 = time.monotonic()
+    r = httpx.post(router.url + "/v1/chat/completions", json=PROVE, headers=headers, timeout=30)
+    took = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    assert r.headers["X-PickSpin-Model"] == "small-model" and took < 2.0, took
+    assert r.headers["X-PickSpin-Downgraded-From"] == "large-model"
+    # the large tier is waking because of it (the request itself never went there)
+    assert wait_until(lambda: act.state in ("starting", "ready"), 2)
+    metrics = httpx.get(router.url + "/metrics").text
+    assert 'pickspin_downgrades_total{from_model="large-model",to_model="small-model"} 1.0' in metrics
+    # once it is up, the same request gets the best model, without a downgrade
+    assert wait_until(lambda: httpx.get(router.url + "/v1/models").json()["data"][2]["pickspin"]["backends"][0]
+                      ["state"] == "warm", 20)
+    r = httpx.post(router.url + "/v1/chat/completions", json=PROVE, headers=headers, timeout=30)
+    assert r.headers["X-PickSpin-Model"] == "large-model" and "X-PickSpin-Downgraded-From" not in r.headers
+    assert act.starts == 1  # one start for the wake-up, none more
+
+
+def test_strict_waits_for_the_best_model(stack: tuple[ServerThread, LocalActivator]) -> None:
+    router, act = stack
+    r = httpx.post(router.url + "/v1/chat/completions", json={**PROVE, "max_wait_s": "strict"},
+                   headers={"X-PickSpin-Profile": "quality"}, timeout=30)
+    assert r.status_code == 200 and r.headers["X-PickSpin-Model"] == "large-model"
+    assert "X-PickSpin-Downgraded-From" not in r.headers and act.starts == 1
+
+
+def test_a_bad_budget_is_a_400_naming_it(stack: tuple[ServerThread, LocalActivator]) -> None:
+    router, _ = stack
+    for bad in ("-1", "soon", "inf"):
+        r = httpx.post(router.url + "/v1/chat/completions", json=PROVE, headers={"X-PickSpin-Max-Wait": bad})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "X-PickSpin-Max-Wait", (bad, r.text)
+    r = httpx.post(router.url + "/v1/chat/completions", json={**PROVE, "max_wait_s": True})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_wait_s"
