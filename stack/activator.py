@@ -46,7 +46,7 @@ from pickspin.config import Backend, Model, ServiceMatrix
 from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER, HOP_BY_HOP_HEADERS, BackendState
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
-from pickspin_scaler.policy import Observation, Params, decide
+from pickspin_scaler.policy import ColdStartCost, KeepWarm, Observation, Params, choose_keep_warm, decide
 
 log = logging.getLogger("pickspin.activator")
 LOAD_EWMA = 0.3  # weight of the newest observed start-up time
@@ -111,6 +111,7 @@ class LocalActivator:
             concurrency=model.scaling.concurrency,
             floor=matrix.warm_pool(model) if warm_pool is None else warm_pool,
             idle_seconds=model.scaling.idle_seconds if idle_seconds is None else idle_seconds)
+        self._configured = self.params
         self.control_interval_s = control_interval_s
         self.window_s = window_s
         self.log_path = Path(log_path) if log_path else None
@@ -131,6 +132,8 @@ class LocalActivator:
         # Learned start-up time (EWMA over successful cold starts); the backend's cold_start_s is the prior.
         self._load_s: float | None = backend.cold_start_s or _expected_load_s(backend)
         self._starting_since: float | None = None
+        self._gaps: deque[float] = deque(maxlen=500)  # idle gaps seen (adaptive keep-warm)
+        self.keep_warm: KeepWarm | None = None
         self._done: deque[tuple[float, float]] = deque(maxlen=100_000)  # (finish time, latency)
         self.starts = 0
         self.stops = 0
@@ -207,7 +210,8 @@ class LocalActivator:
                 "eta_s": self._eta_locked(now), "load_s": self._load_s,
                 "policy": {"concurrency": self.params.concurrency, "floor": self.params.floor,
                            "idle_seconds": self.params.idle_seconds, "load": d.load, "target": d.target,
-                           "desired": d.desired, "active": d.active},
+                           "desired": d.desired, "active": d.active, "keep_warm": self.model.scaling.keep_warm,
+                           "gaps_seen": len(self._gaps)},
             }
 
     def _eta_locked(self, now: float) -> float | None:
@@ -237,10 +241,24 @@ class LocalActivator:
             except Exception:
                 log.exception("activator control loop for %s failed", self.backend.name)
 
+    def _adapt_locked(self) -> None:
+        """Adaptive keep-warm: the same choice the scaler and the simulator make, on this backend's own
+        idle gaps and its learned start-up time."""
+        s = self.model.scaling
+        if s.keep_warm != "adaptive" or self._load_s is None:
+            return
+        n = len(self._done)
+        cost = ColdStartCost(load_s=self._load_s, gpus=s.gpus, slo_miss_gpu_s=s.slo_miss_gpu_s,
+                             rate=n / self.window_s)
+        default = KeepWarm(self._configured.floor, self._configured.idle_seconds, float("nan"), 0)
+        self.keep_warm = choose_keep_warm(list(self._gaps), cost, default)
+        self.params = Params(self.params.concurrency, self.keep_warm.floor, self.keep_warm.idle_seconds)
+
     def _control_once(self) -> None:
         now = self.clock()
         to_stop: subprocess.Popen[bytes] | None = None
         with self._cv:
+            self._adapt_locked()
             if self._state == BackendState.READY and self._proc is not None and self._proc.poll() is not None:
                 log.warning("backend %s exited unexpectedly (code %s)", self.backend.name, self._proc.returncode)
                 self._last_error = f"exited with code {self._proc.returncode}"
@@ -342,8 +360,11 @@ class LocalActivator:
     # -- demand ----------------------------------------------------------------------------
     def _begin(self) -> None:
         with self._cv:
+            now = self.clock()
+            if self._inflight == 0 and self._last_used is not None and now - self._last_used > 0:
+                self._gaps.append(now - self._last_used)  # the idle gap this request ends
             self._inflight += 1
-            self._last_used = self.clock()
+            self._last_used = now
 
     def _end(self, t0: float | None) -> None:
         with self._cv:

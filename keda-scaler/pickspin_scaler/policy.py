@@ -183,13 +183,13 @@ def keep_warm_cost(gaps: list[float], tau: float, cost: ColdStartCost) -> float:
 def choose_keep_warm(gaps: list[float], cost: ColdStartCost, default: KeepWarm, *, min_gaps: int = 5,
                      candidates: tuple[float, ...] = TAU_CANDIDATES) -> KeepWarm:
     """The cheapest (floor, tau) over the observed idle ``gaps``; ``default`` until ``min_gaps`` are known.
-    Ties go to the longer tau (fewer cold starts for the same GPU-seconds)."""
+    Ties go to the shorter tau: equal cost on the gaps seen, less exposure to a long gap not yet seen."""
     if len(gaps) < min_gaps:
         return default
     best_tau, best = candidates[0], math.inf
     for tau in candidates:
         c = keep_warm_cost(gaps, tau, cost)
-        if c <= best:
+        if c < best:
             best_tau, best = tau, c
     if math.isinf(best_tau):
         return KeepWarm(1, 0.0, best, len(gaps))

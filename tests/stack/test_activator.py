@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,27 @@ def test_cold_start_timeout_retry_after_comes_from_the_eta(tmp_path: Path,
     act.cold_start_timeout_s = 0.01  # the next request gives up at once
     r = post(act.url)
     assert r.status == 503 and r.headers["Retry-After"] == "8", (r.status, dict(r.headers))
+
+
+@pytest.mark.parametrize(("slo_miss_gpu_s", "tau"), [(60.0, 15.0), (0.0, 0.0)])
+def test_adaptive_keep_warm_chooses_tau_from_the_gaps_it_saw(tmp_path: Path, activators: list[LocalActivator],
+                                                            slo_miss_gpu_s: float, tau: float) -> None:
+    """Requests about 0.4 s apart on a backend that starts in well under a second: when a missed SLO is
+    dear, staying warm through such gaps is cheaper than a reload (tau 15 s, down from the configured
+    30 s); when it costs nothing, reloading is cheaper than idling (tau 0)."""
+    port = free_port()
+    m = matrix(port, idle=30.0)
+    m = m.model_copy(update={"models": [m.models[0].model_copy(update={"scaling": m.models[0].scaling.model_copy(
+        update={"keep_warm": "adaptive", "slo_miss_gpu_s": slo_miss_gpu_s})})]})
+    act = LocalActivator(m, m.models[0].backends[0], stub_command(), control_interval_s=0.1)
+    activators.append(act)
+    act.start()
+    for _ in range(7):
+        assert post(act.url).status == 200
+        time.sleep(0.4)
+        if act.state != "ready":  # tau 0: it went to zero in the gap; wait for the stop to finish
+            wait_until(lambda: act.state == "cold", 10, 0.05, "stopped")
+    st = wait_until(lambda: (s := json.loads(HTTP.request("GET", f"{act.url}{STATUS_PATH}", timeout=5).data))
+                    ["policy"]["gaps_seen"] >= 5 and s, 10, what="gaps recorded")
+    assert st["policy"]["keep_warm"] == "adaptive"
+    assert (st["policy"]["floor"], st["policy"]["idle_seconds"]) == (0, tau)
