@@ -38,6 +38,8 @@ from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params
 
 log = logging.getLogger("pickspin.scaler")
 _INT64_CAP = 2**62
+#: Largest scalerMetadata map accepted (sum of key and value lengths, in characters); larger is INVALID_ARGUMENT.
+MAX_METADATA_CHARS = 16 * 1024
 
 
 class _Abort(Exception):
@@ -50,13 +52,18 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     """KEDA's ExternalScaler over a :class:`Poller` cache. RPCs never call Prometheus."""
 
     def __init__(self, poller: Poller, metrics: ScalerMetrics, *, first_poll_wait_s: float = 3.0,
-                 stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None) -> None:
+                 stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None,
+                 md_cache_entries: int = 4096, md_cache_chars: int = 4 * 1024 * 1024) -> None:
         self.poller = poller
         self.metrics = metrics
         self.first_poll_wait_s = first_poll_wait_s
         self.stream_tick_s = stream_tick_s
         self.clock = clock or poller.clock
-        self._md_cache: OrderedDict[frozenset[tuple[str, str]], tuple[ScalerMetadata, SubKey]] = OrderedDict()
+        # Parsed metadata per distinct map, least recently used first; bounded in entries and in characters.
+        self._md_cache: OrderedDict[frozenset[tuple[str, str]], tuple[ScalerMetadata, SubKey, int]] = OrderedDict()
+        self._md_cache_entries = md_cache_entries
+        self._md_cache_chars = md_cache_chars
+        self.md_cache_size = 0  # characters held by the cache's keys (metadata maps)
         self._rpc_counters: dict[tuple[str, str], Any] = {}
         self._rpc_timers = {m: metrics.rpc_seconds.labels(m) for m in ("GetMetricSpec", "GetMetrics", "IsActive")}
         self._streams: set[asyncio.Event] = set()
@@ -69,15 +76,25 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         """Parsed metadata and its cache key, memoised per distinct metadata map (KEDA resends the same)."""
         k = frozenset(raw.items())
         hit = self._md_cache.get(k)
-        if hit is None:
-            try:
-                md = parse_metadata(raw)
-            except MetadataError as e:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-            hit = self._md_cache[k] = (md, self.poller.key_for(md))
-            if len(self._md_cache) > 4096:
-                self._md_cache.popitem(last=False)
-        return hit
+        if hit is not None:
+            self._md_cache.move_to_end(k)
+            return hit[0], hit[1]
+        size = sum(len(a) + len(b) for a, b in k)
+        if size > MAX_METADATA_CHARS:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"scalerMetadata: {size} characters, more than the {MAX_METADATA_CHARS} accepted")
+        try:
+            md = parse_metadata(raw)
+            key = self.poller.key_for(md)  # AddressNotAllowed is a MetadataError naming prometheusAddress
+        except MetadataError as e:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        self._md_cache[k] = (md, key, size)
+        self.md_cache_size += size
+        while self._md_cache and (len(self._md_cache) > self._md_cache_entries
+                                  or self.md_cache_size > self._md_cache_chars):
+            _, (_, _, old) = self._md_cache.popitem(last=False)
+            self.md_cache_size -= old
+        return md, key
 
     def _count(self, method: str, code: str) -> None:
         c = self._rpc_counters.get((method, code))
@@ -219,13 +236,52 @@ def tune_process(switch_interval_s: float = 0.001) -> None:
 
 @dataclass
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback by default: nothing outside the host can reach the scaler unless asked. In a pod, bind the
+    # pod IP (the chart passes status.podIP) so KEDA reaches it through the Service and nothing else listens.
+    host: str = "127.0.0.1"
     port: int = 6000
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str | None = None  # None: the same address as host
     metrics_port: int | None = 9102  # None: no metrics HTTP server
     grace_s: float = 5.0
     first_poll_wait_s: float = 3.0
     stream_tick_s: float = 1.0
+    # TLS for the gRPC port (KEDA's trigger then sets caCert / tlsClientCert): PEM files; with a client CA,
+    # clients must present a certificate signed by it (mutual TLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+
+    def bind(self) -> str:
+        return _hostport(self.host, self.port)
+
+    def metrics_bind_host(self) -> str:
+        return self.metrics_host if self.metrics_host is not None else self.host
+
+
+def _hostport(host: str, port: int) -> str:
+    """host:port for gRPC, IPv6 literals in brackets."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the config's PEM files, or None (plaintext) when no certificate is set."""
+    if not config.tls_cert_file and not config.tls_key_file:
+        if config.tls_client_ca_file:
+            raise ValueError("a TLS client CA needs a server certificate and key as well")
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise ValueError("TLS needs both a certificate and a key file")
+    with open(config.tls_key_file, "rb") as f:
+        key = f.read()
+    with open(config.tls_cert_file, "rb") as f:
+        cert = f.read()
+    ca = None
+    if config.tls_client_ca_file:
+        with open(config.tls_client_ca_file, "rb") as f:
+            ca = f.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
 class ScalerServer:
@@ -255,16 +311,18 @@ class ScalerServer:
             ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1)])
         pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        creds = server_credentials(self.config)
+        bind = self.config.bind()
+        port = server.add_secure_port(bind, creds) if creds is not None else server.add_insecure_port(bind)
         if port == 0:
-            raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.port}")
+            raise OSError(f"cannot bind gRPC port {bind}")
         await server.start()
         self.server, self.port = server, port
         for svc in ("", SERVICE_NAME):
             await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         if self.config.metrics_port is not None:
             from prometheus_client import start_http_server
-            self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_host,
+            self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_bind_host(),
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         self.poller.start()
@@ -272,9 +330,9 @@ class ScalerServer:
         # collector's pauses (a tail-latency source in a Python RPC server) stay short.
         gc.collect()
         gc.freeze()
-        log.info("scaler listening on %s:%d (metrics port %s, Prometheus %s, poll every %.1fs)",
-                 self.config.host, port, self.metrics_port, self.poller.config.default_address,
-                 self.poller.config.interval_s)
+        log.info("scaler listening on %s (port %d, %s; metrics %s:%s, Prometheus %s, poll every %.1fs)",
+                 bind, port, "TLS" if creds is not None else "plaintext", self.config.metrics_bind_host(),
+                 self.metrics_port, self.poller.config.default_address, self.poller.config.interval_s)
         return port
 
     async def stop(self) -> None:
