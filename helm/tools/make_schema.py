@@ -205,6 +205,8 @@ SCHEMA: dict[str, Any] = {
             "replicas": i("Deployment replicas (>= 2 for availability)", minimum=1),
             "pdb": PDB,
             "antiAffinity": s("pod anti-affinity on hostname", enum=["soft", "hard", "none"]),
+            "revisionReachability": b("answer 0/inactive for revisions whose PodAutoscaler is Unreachable "
+                                      "(mounts the SA token; Role on podautoscalers)"),
             "allowedPrometheusUrls": {"type": "array", "items": s("Prometheus base URL", pattern="^https?://[^\\s]+$"),
                                       "description": "other Prometheus URLs triggers may name (allow-list)"},
             "port": i("gRPC port", minimum=1, maximum=65535),

@@ -49,6 +49,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics-namespace", default=os.environ.get("PICKSPIN_METRICS_NAMESPACE") or None,
                    help="namespace label of the router's series for the --config models (as the chart's "
                         "triggers set metricsNamespace), so pre-poll and triggers ask the same queries")
+    p.add_argument("--revision-reachability", action="store_true",
+                   default=os.environ.get("PICKSPIN_REVISION_REACHABILITY", "") in ("1", "true"),
+                   help="answer 0 / inactive for Knative revisions whose PodAutoscaler is Unreachable (old "
+                        "revisions); reads podautoscalers in --reachability-namespace (RBAC: get/list)")
+    p.add_argument("--reachability-namespace", action="append", default=None,
+                   help="namespace whose PodAutoscalers are read (repeatable; default --metrics-namespace)")
+    p.add_argument("--kube-api", default=None,
+                   help="Kubernetes API URL for --revision-reachability (default: in-cluster service account)")
     p.add_argument("--config", default=None,
                    help="service matrix YAML: poll its models from the start (optional; triggers add more)")
     p.set_defaults(func=run)
@@ -98,8 +106,27 @@ def run(args: argparse.Namespace) -> int:
         for md in metadata_from_config(args.config, namespace=args.metrics_namespace):
             poller.subscribe(md, pinned=True)
     tune_process()
-    asyncio.run(ScalerServer(sconf, poller=poller, metrics=metrics).serve_until_signal())
+    asyncio.run(ScalerServer(sconf, poller=poller, metrics=metrics,
+                             reachability=reachability_from_args(args)).serve_until_signal())
     return 0
+
+
+def reachability_from_args(args: argparse.Namespace) -> Any:
+    """A :class:`~pickspin_scaler.reachability.Reachability` when --revision-reachability is on, else None."""
+    if not args.revision_reachability:
+        return None
+    from .reachability import Reachability, ReachabilityConfig
+
+    namespaces = tuple(args.reachability_namespace or ([args.metrics_namespace] if args.metrics_namespace else []))
+    if not namespaces:
+        raise SystemExit("pickspin scaler: --revision-reachability needs --reachability-namespace "
+                         "(or --metrics-namespace)")
+    if args.kube_api:
+        return Reachability(ReachabilityConfig(api_url=args.kube_api, namespaces=namespaces))
+    try:
+        return Reachability(ReachabilityConfig.in_cluster(namespaces))
+    except RuntimeError as e:
+        raise SystemExit(f"pickspin scaler: {e}") from None
 
 
 def metadata_from_config(path: str | None, namespace: str | None = None) -> list[Any]:

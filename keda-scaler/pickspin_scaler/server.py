@@ -35,6 +35,7 @@ from ._generated import externalscaler_pb2_grpc as pb_grpc
 from .metadata import MetadataError, ScalerMetadata, parse_metadata
 from .policy import is_active, metric_value
 from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
+from .reachability import Reachability
 
 log = logging.getLogger("pickspin.scaler")
 _INT64_CAP = 2**62
@@ -53,8 +54,11 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
 
     def __init__(self, poller: Poller, metrics: ScalerMetrics, *, first_poll_wait_s: float = 3.0,
                  stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None,
-                 md_cache_entries: int = 4096, md_cache_chars: int = 4 * 1024 * 1024) -> None:
+                 md_cache_entries: int = 4096, md_cache_chars: int = 4 * 1024 * 1024,
+                 reachability: Reachability | None = None) -> None:
         self.poller = poller
+        # Knative revisions no route sends traffic to get 0 / inactive (None: every revision is routable)
+        self.reachability = reachability
         self.metrics = metrics
         self.first_poll_wait_s = first_poll_wait_s
         self.stream_tick_s = stream_tick_s
@@ -95,6 +99,10 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             _, (_, _, old) = self._md_cache.popitem(last=False)
             self.md_cache_size -= old
         return md, key
+
+    def _unroutable(self, ref: pb.ScaledObjectRef) -> bool:
+        """The ScaledObject is a revision Knative routes no traffic to (its PodAutoscaler is Unreachable)."""
+        return self.reachability is not None and self.reachability.unreachable(ref.namespace, ref.name)
 
     def _count(self, method: str, code: str) -> None:
         c = self._rpc_counters.get((method, code))
@@ -157,6 +165,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                          ) -> pb.GetMetricsResponse:
         async def body() -> pb.GetMetricsResponse:
             md, key = self._resolve(request.scaledObjectRef.scalerMetadata)
+            if self._unroutable(request.scaledObjectRef):  # an old revision: no floor, no share of the load
+                return pb.GetMetricsResponse(metricValues=[pb.MetricValue(
+                    metricName=request.metricName or md.metric_name(), metricValue=0, metricValueFloat=0.0)])
             _, v = await self._view(md, key)
             if not v.fresh or v.sample is None:
                 raise self._unavailable(md, v, self.poller.config.max_staleness_s)
@@ -171,6 +182,8 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                        ) -> pb.IsActiveResponse:
         async def body() -> pb.IsActiveResponse:
             md, key = self._resolve(request.scalerMetadata)
+            if self._unroutable(request):
+                return pb.IsActiveResponse(result=False)
             _, v = await self._view(md, key)
             active = self._active_now(md, v)
             if active is None:
@@ -193,7 +206,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         try:
             key, v = await self._view(md, key)
             while not self._closing:
-                state = self._active_now(md, v)
+                state = False if self._unroutable(request) else self._active_now(md, v)
                 # Unknown (no fresh data): send nothing; the last state stands and the pull RPCs report
                 # UNAVAILABLE, so KEDA's fallback governs replicas meanwhile.
                 if state is not None and state != last:
@@ -288,12 +301,14 @@ class ScalerServer:
     """The running scaler: gRPC server + health + poller + metrics endpoint. Use inside an event loop."""
 
     def __init__(self, config: ServerConfig, poller_config: PollerConfig | None = None, *,
-                 poller: Poller | None = None, metrics: ScalerMetrics | None = None) -> None:
+                 poller: Poller | None = None, metrics: ScalerMetrics | None = None,
+                 reachability: Reachability | None = None) -> None:
         self.config = config
         self.metrics = metrics or (poller.metrics if poller else ScalerMetrics())
         self.poller = poller or Poller(poller_config, metrics=self.metrics)
+        self.reachability = reachability
         self.servicer = ExternalScalerServicer(self.poller, self.metrics, first_poll_wait_s=config.first_poll_wait_s,
-                                               stream_tick_s=config.stream_tick_s)
+                                               stream_tick_s=config.stream_tick_s, reachability=reachability)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -326,6 +341,8 @@ class ScalerServer:
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         self.poller.start()
+        if self.reachability is not None:
+            self.reachability.start()
         # Everything allocated so far lives as long as the server: keep it out of the GC's scans, so the
         # collector's pauses (a tail-latency source in a Python RPC server) stay short.
         gc.collect()
@@ -344,6 +361,8 @@ class ScalerServer:
         await self.server.stop(self.config.grace_s)
         self.server = None
         self.poller.stop()
+        if self.reachability is not None:
+            self.reachability.stop()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -289,11 +289,12 @@ def test_cli_role_covers_what_the_cli_calls_and_binds_given_subjects() -> None:
         assert need in allowed, need
     cm_rule = next(r for r in role["rules"] if "configmaps" in r["resources"])
     assert cm_rule["resourceNames"] == ["pickspin-config"]  # not every ConfigMap in the namespace
-    assert not any(d["kind"] == "RoleBinding" for d in docs)
+    assert not any(d["kind"] == "RoleBinding" and d["metadata"]["name"] == "pickspin-backends-cli" for d in docs)
     out = run_helm("template", "pickspin", str(CHART), "--set", "rbac.cli.subjects[0].kind=Group",
                    "--set", "rbac.cli.subjects[0].name=ml-platform",
                    "--set", "rbac.cli.subjects[0].apiGroup=rbac.authorization.k8s.io").stdout
-    rb = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "RoleBinding")
+    rb = next(d for d in yaml.safe_load_all(out)
+              if d and d["kind"] == "RoleBinding" and d["metadata"]["name"] == "pickspin-backends-cli")
     assert rb["roleRef"]["name"] == "pickspin-backends-cli" and rb["subjects"][0]["name"] == "ml-platform"
 
 
@@ -371,3 +372,29 @@ def test_kind_recipe_ships_config_gc() -> None:
 
 def test_examples_and_kind_values_are_rendered_by_the_tests() -> None:
     assert {str(f) for fs in VALUE_SETS.values() for f in fs} == {str(EXAMPLES / "gpu-values.yaml"), str(KIND_VALUES)}
+
+
+# -- item 1: old revisions report 0 / inactive (the scaler reads PodAutoscalers, least privilege) --------------------------
+
+@pytest.mark.parametrize("name", SETS)
+def test_scaler_reads_podautoscalers_with_a_namespaced_read_only_role(name: str) -> None:
+    docs = render(name)
+    dep = _one(docs, "Deployment", "pickspin-scaler")["spec"]["template"]["spec"]
+    assert "--revision-reachability" in dep["containers"][0]["args"]
+    assert dep["automountServiceAccountToken"] is True
+    role = _one(docs, "Role", "pickspin-scaler")
+    assert role["metadata"]["namespace"] == "pickspin"
+    assert role["rules"] == [{"apiGroups": ["autoscaling.internal.knative.dev"], "resources": ["podautoscalers"],
+                              "verbs": ["get", "list", "watch"]}]
+    rb = _one(docs, "RoleBinding", "pickspin-scaler")
+    assert rb["roleRef"]["name"] == "pickspin-scaler"
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": dep["serviceAccountName"], "namespace": "pickspin"}]
+    assert not any(d["kind"] in ("ClusterRole", "ClusterRoleBinding") for d in docs)
+
+
+def test_reachability_off_mounts_no_token_and_grants_nothing() -> None:
+    out = run_helm("template", "pickspin", str(CHART), "--set", "scaler.revisionReachability=false").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    dep = _one(docs, "Deployment", "pickspin-scaler")["spec"]["template"]["spec"]
+    assert dep["automountServiceAccountToken"] is False and "--revision-reachability" not in dep["containers"][0]["args"]
+    assert not any(d["kind"] == "Role" and d["metadata"]["name"] == "pickspin-scaler" for d in docs)

@@ -209,8 +209,8 @@ def test_default_bind_is_loopback_and_metrics_follow_host() -> None:
 
 
 @contextlib.contextmanager
-def running(config: Any, pconf: PollerConfig) -> Iterator[Any]:
-    """A ScalerServer from ``config`` on its own event loop thread; yields it started."""
+def running(config: Any, pconf: PollerConfig, **server_kw: Any) -> Iterator[Any]:
+    """A ScalerServer from ``config`` (and ``server_kw``) on its own event loop thread; yields it started."""
     import asyncio
 
     from pickspin_scaler.server import ScalerServer
@@ -223,7 +223,7 @@ def running(config: Any, pconf: PollerConfig) -> Iterator[Any]:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
 
     async def make() -> ScalerServer:
-        return ScalerServer(config, pconf)
+        return ScalerServer(config, pconf, **server_kw)
 
     srv = call(make())
     try:
