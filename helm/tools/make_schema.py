@@ -205,6 +205,9 @@ SCHEMA: dict[str, Any] = {
             "replicas": i("Deployment replicas (>= 2 for availability)", minimum=1),
             "pdb": PDB,
             "antiAffinity": s("pod anti-affinity on hostname", enum=["soft", "hard", "none"]),
+            "tls": obj({"secretName": s("Secret with tls.crt, tls.key, ca.crt; empty = plaintext gRPC"),
+                        "clientAuth": b("require client certificates (mutual TLS) signed by ca.crt")},
+                       desc="TLS between KEDA and the scaler"),
             "revisionReachability": b("answer 0/inactive for revisions whose PodAutoscaler is Unreachable "
                                       "(mounts the SA token; Role on podautoscalers)"),
             "allowedPrometheusUrls": {"type": "array", "items": s("Prometheus base URL", pattern="^https?://[^\\s]+$"),

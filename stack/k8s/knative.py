@@ -126,6 +126,7 @@ class BackendSpec:
     prometheus_address: str | None = None  # None: the scaler's --prometheus default
     window_seconds: float | None = None
     metrics_namespace: str | None = None  # namespace label of the router's series (the scaler's PromQL filter)
+    scaler_auth_ref: str | None = None  # TriggerAuthentication with the scaler's TLS CA (chart: scaler.tls)
     keda: KedaSettings = KedaSettings()
 
     def served(self) -> str:
@@ -183,10 +184,16 @@ def scaled_object_override(spec: BackendSpec) -> dict[str, Any]:
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": k.scale_down_stabilization_s}},
                 },
             },
-            "triggers": [{"type": "external-push", "metricType": "AverageValue",
-                          "metadata": trigger_metadata(spec)}],
+            "triggers": [_trigger(spec)],
         },
     }
+
+
+def _trigger(spec: BackendSpec) -> dict[str, Any]:
+    t: dict[str, Any] = {"type": "external-push", "metricType": "AverageValue", "metadata": trigger_metadata(spec)}
+    if spec.scaler_auth_ref:
+        t["authenticationRef"] = {"name": spec.scaler_auth_ref}
+    return t
 
 
 def override_json(spec: BackendSpec) -> str:
@@ -484,6 +491,8 @@ def spec_from_ksvc(ksvc: Mapping[str, Any]) -> BackendSpec:
         prometheus_address=md.get("prometheusAddress"),
         window_seconds=float(md["windowSeconds"]) if "windowSeconds" in md else None,
         metrics_namespace=md.get("metricsNamespace"),
+        scaler_auth_ref=next((t.get("authenticationRef", {}).get("name") for t in s.get("triggers", [])
+                              if t.get("type") in ("external-push", "external")), None),
         keda=keda,
     )
 

@@ -398,3 +398,34 @@ def test_reachability_off_mounts_no_token_and_grants_nothing() -> None:
     dep = _one(docs, "Deployment", "pickspin-scaler")["spec"]["template"]["spec"]
     assert dep["automountServiceAccountToken"] is False and "--revision-reachability" not in dep["containers"][0]["args"]
     assert not any(d["kind"] == "Role" and d["metadata"]["name"] == "pickspin-scaler" for d in docs)
+
+
+# -- item 11: TLS between KEDA and the scaler ------------------------------------------------------------------------
+
+def test_scaler_tls_wires_server_probes_keda_and_helm_test() -> None:
+    from .conftest import validate_cr
+
+    out = run_helm("template", "pickspin", str(CHART), "-n", "pickspin", "--set", "scaler.tls.secretName=scaler-tls",
+                   "--set", "scaler.tls.clientAuth=true").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    c = _one(docs, "Deployment", "pickspin-scaler")["spec"]["template"]["spec"]["containers"][0]
+    for flag in ("--tls-cert=/etc/pickspin/tls/tls.crt", "--tls-key=/etc/pickspin/tls/tls.key",
+                 "--tls-client-ca=/etc/pickspin/tls/ca.crt"):
+        assert flag in c["args"]
+    # kubelet's gRPC probe cannot do TLS
+    assert c["readinessProbe"] == {"tcpSocket": {"port": 6000}, "periodSeconds": 5}
+    ta = _one(docs, "TriggerAuthentication", "pickspin-scaler-tls")
+    validate_cr(ta)
+    assert {p["parameter"] for p in ta["spec"]["secretTargetRef"]} == {"caCert", "tlsClientCert", "tlsClientKey"}
+    for ksvc in _backends(docs):
+        so = kn.autoscaler_keda_scaled_object(ksvc, f"{ksvc['metadata']['name']}-00001", "pickspin")
+        validate_cr(so)
+        assert so["spec"]["triggers"][0]["authenticationRef"] == {"name": "pickspin-scaler-tls"}
+        assert kn.override_of(ksvc) == kn.scaled_object_override(kn.spec_from_ksvc(ksvc))  # the builder agrees
+    test_pod = _one(docs, "Pod", "pickspin-test-scaler-health")
+    script = test_pod["spec"]["containers"][0]["args"][0]
+    compile(script, "scaler-health", "exec")
+    assert "grpc.secure_channel" in script and "certificate_chain" in script
+    plain = _one(render("default"), "Pod", "pickspin-test-scaler-health")["spec"]["containers"][0]["args"][0]
+    compile(plain, "scaler-health", "exec")
+    assert "grpc.insecure_channel" in plain
