@@ -28,8 +28,8 @@ BACKEND_UP = "pickspin_backend_up"  # gauge {backend}
 DOWNGRADES = "pickspin_downgrades_total"  # {from_model, to_model}: the best model was not ready in budget
 
 #: Placeholders a PromQL template may use: ``${model}`` (label value), ``${window}`` and ``${idle}``
-#: (range durations such as ``300s``).
-PROMQL_PLACEHOLDERS = ("model", "window", "idle")
+#: (range durations such as ``300s``), ``${namespace}`` (the scaler's ``metricsNamespace``, empty if unset).
+PROMQL_PLACEHOLDERS = ("model", "window", "idle", "namespace")
 #: What the scaler asks Prometheus, per model: request rate, mean latency, demand now (in flight +
 #: queued), requests over the idle horizon tau, and the lifetime counter (to see any new request).
 QUERY_KEYS = ("rate", "latency", "demand", "recent", "total")
@@ -89,7 +89,8 @@ def _num(v: float) -> str:
 
 
 def scaler_metadata(*, model: str, tier: str, concurrency: int, warm_pool: int, idle_seconds: float,
-                    window_seconds: float | None = None, prometheus_address: str | None = None) -> dict[str, str]:
+                    window_seconds: float | None = None, prometheus_address: str | None = None,
+                    metrics_namespace: str | None = None) -> dict[str, str]:
     """The ``external-push`` trigger's metadata for one model: every value a string, keys as the scaler
     reads them (KEDA adds its own, e.g. ``scalerAddress``)."""
     md = {"model": model, "tier": tier, "concurrency": str(concurrency), "warmPool": str(warm_pool),
@@ -98,15 +99,18 @@ def scaler_metadata(*, model: str, tier: str, concurrency: int, warm_pool: int, 
         md["windowSeconds"] = _num(window_seconds)
     if prometheus_address:
         md["prometheusAddress"] = prometheus_address
+    if metrics_namespace:  # keeps releases that share a Prometheus apart
+        md["metricsNamespace"] = metrics_namespace
     return md
 
 
 def trigger_metadata(matrix: ServiceMatrix, model: Model, *, window_seconds: float | None = None,
-                     prometheus_address: str | None = None) -> dict[str, str]:
+                     prometheus_address: str | None = None, metrics_namespace: str | None = None) -> dict[str, str]:
     """The trigger metadata of ``model`` as the service matrix declares it (tier floor applied)."""
     return scaler_metadata(model=model.name, tier=model.tier, concurrency=model.scaling.concurrency,
                            warm_pool=matrix.warm_pool(model), idle_seconds=model.scaling.idle_seconds,
-                           window_seconds=window_seconds, prometheus_address=prometheus_address)
+                           window_seconds=window_seconds, prometheus_address=prometheus_address,
+                           metrics_namespace=metrics_namespace)
 
 
 def promql_duration(seconds: float) -> str:

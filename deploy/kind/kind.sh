@@ -14,7 +14,8 @@ CLUSTER="${CLUSTER:-pickspin}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"     # kind v0.29.x default node
 KNATIVE_VERSION="${KNATIVE_VERSION:-knative-v1.23.0}"         # = ../shared/k8s/crds (knative/serving @98e5ef9)
 KOURIER_VERSION="${KOURIER_VERSION:-knative-v1.23.0}"
-AUTOSCALER_KEDA_VERSION="${AUTOSCALER_KEDA_VERSION:-knative-v1.23.0}"
+# no knative-v1.23.x release of autoscaler-keda exists (tags checked at c6a15e3, 2026-06-16): newest is v1.22.1
+AUTOSCALER_KEDA_VERSION="${AUTOSCALER_KEDA_VERSION:-knative-v1.22.1}"
 KEDA_VERSION="${KEDA_VERSION:-2.20.2}"                         # = ../shared/k8s/crds (kedacore/keda ~v2.20.2)
 PROMETHEUS_CHART_VERSION="${PROMETHEUS_CHART_VERSION:-27.45.0}" # prometheus-community/prometheus
 NAMESPACE="${NAMESPACE:-pickspin}"
@@ -97,6 +98,10 @@ up() {
     -p '{"data":{"max-revision-timeout-seconds":"1800"}}'
   kctx patch configmap/config-deployment -n knative-serving --type merge \
     -p '{"data":{"registries-skipping-tag-resolving":"kind.local,ko.local,dev.local"}}'
+  # Old revisions keep their own ScaledObject and scale with the model (docs/deploy.md, "Old revisions"):
+  # collect non-routed revisions within the hour and never keep more than two.
+  kctx patch configmap/config-gc -n knative-serving --type merge \
+    -p '{"data":{"retain-since-create-time":"1h","retain-since-last-active-time":"1h","min-non-active-revisions":"0","max-non-active-revisions":"2"}}'
 
   say "Prometheus (prometheus-community/prometheus $PROMETHEUS_CHART_VERSION) in namespace monitoring"
   "$HELM" upgrade --install prometheus prometheus \

@@ -78,6 +78,12 @@ def ksvc_scale(component: str, min_default: int) -> dict[str, Any]:
     }
 
 
+SECURITY_CONTEXT = {"type": "object", "description": "container securityContext (Kubernetes fields, passed through)"}
+PDB = obj({"enabled": b("create a PodDisruptionBudget"),
+           "maxUnavailable": i("PDB maxUnavailable", minimum=1),
+           "minAvailable": i("PDB minAvailable", minimum=1)}, desc="PodDisruptionBudget")
+
+
 UNIT = {"type": "number", "minimum": 0, "maximum": 1}
 MODEL_BACKEND = obj({
     "name": s("Knative Service name = the backend's name in the router config (DNS-1035 label)",
@@ -104,6 +110,10 @@ MODEL_BACKEND = obj({
     }, ["claim_name"], "model weights on a PVC, mounted read-only (Knative flag kubernetes.podspec-persistent-volume-claim)"),
     "shm_size": {**QTY, "description": "size of a memory-backed /dev/shm (vLLM tensor parallelism)"},
     "load_seconds": i("model load time: KEDA initialCooldownPeriod (s)"),
+    "image_pull_seconds": i("worst-case image pull time (s): progress deadline and timeout chain"),
+    "progress_margin_seconds": i("serving.knative.dev/progress-deadline = image pull + load + this (s)"),
+    "min_generation_seconds": i("time a request must have left after a cold start (timeout chain check, s)"),
+    "security_context": SECURITY_CONTEXT,
     "timeout_seconds": i("Knative timeoutSeconds: longest request (s)", minimum=1),
     "response_start_timeout_seconds": i("Knative responseStartTimeoutSeconds: cold start + queue + prefill (s)",
                                         minimum=1),
@@ -147,6 +157,12 @@ SCHEMA: dict[str, Any] = {
             "workers": i("gunicorn workers", minimum=1),
             "threads": i("gthread threads per worker", minimum=1),
             **ksvc_scale("router", 1),
+            "containerConcurrency": {"type": ["integer", "null"], "minimum": 1,
+                                     "description": "router: hard per-pod request limit, 1..workers x threads "
+                                                    "(null: workers x (threads - 1))"},
+            "allowUnauthenticatedExternal": b("allow visibility external without an API-key Secret"),
+            "pdb": PDB,
+            "antiAffinity": b("preferred pod anti-affinity (Knative flag kubernetes.podspec-affinity)"),
             "timeoutSeconds": i("Knative timeoutSeconds", minimum=1),
             "responseStartTimeoutSeconds": i("Knative responseStartTimeoutSeconds", minimum=1),
             "visibility": s("external or cluster-local", enum=["external", "cluster-local"]),
@@ -186,7 +202,16 @@ SCHEMA: dict[str, Any] = {
         "scaler": obj({
             "enabled": b("deploy the KEDA external scaler"),
             "image": image("scaler image"),
-            "replicas": i("Deployment replicas", minimum=1),
+            "replicas": i("Deployment replicas (>= 2 for availability)", minimum=1),
+            "pdb": PDB,
+            "antiAffinity": s("pod anti-affinity on hostname", enum=["soft", "hard", "none"]),
+            "tls": obj({"secretName": s("Secret with tls.crt, tls.key, ca.crt; empty = plaintext gRPC"),
+                        "clientAuth": b("require client certificates (mutual TLS) signed by ca.crt")},
+                       desc="TLS between KEDA and the scaler"),
+            "revisionReachability": b("answer 0/inactive for revisions whose PodAutoscaler is Unreachable "
+                                      "(mounts the SA token; Role on podautoscalers)"),
+            "allowedPrometheusUrls": {"type": "array", "items": s("Prometheus base URL", pattern="^https?://[^\\s]+$"),
+                                      "description": "other Prometheus URLs triggers may name (allow-list)"},
             "port": i("gRPC port", minimum=1, maximum=65535),
             "metricsPort": i("HTTP /metrics port", minimum=1, maximum=65535),
             "prometheusUrl": s("Prometheus that scrapes the router", pattern="^https?://"),
@@ -206,7 +231,8 @@ SCHEMA: dict[str, Any] = {
         "backendDefaults": obj({k: v for k, v in MODEL_BACKEND["properties"].items()
                                 if k in ("port", "health_path", "timeout_seconds", "response_start_timeout_seconds",
                                          "load_seconds", "image_pull_policy", "resources", "env", "node_selector",
-                                         "tolerations", "runtime_class_name")},
+                                         "tolerations", "runtime_class_name", "image_pull_seconds",
+                                         "progress_margin_seconds", "min_generation_seconds", "security_context")},
                                desc="defaults for every model's backend block"),
         "models": {"type": "array", "minItems": 1, "items": MODEL, "description": "the service matrix's models"},
         "monitoring": obj({
@@ -217,7 +243,32 @@ SCHEMA: dict[str, Any] = {
                                    "labels": smap("extra labels")}, desc="prometheus-operator ServiceMonitor"),
             "grafanaDashboard": obj({"enabled": b("create the dashboard ConfigMap"), "labels": smap("labels")},
                                     desc="Grafana dashboard ConfigMap"),
+            "prometheusRule": obj({"enabled": b("create a PrometheusRule with the scaler's alerts"),
+                                   "labels": smap("extra labels")}, desc="prometheus-operator PrometheusRule"),
         }, desc="monitoring"),
+        "containerSecurityContext": SECURITY_CONTEXT,
+        "networkPolicy": obj({
+            "enabled": b("create NetworkPolicies for router, scorer, scaler and backends"),
+            "kedaNamespace": s("namespace of KEDA's operator (dials the scaler)", pattern=DNS1123),
+            "prometheusNamespace": s("namespace of Prometheus (scrapes the pods)", pattern=DNS1123),
+            "knativeNamespaces": {"type": "array", "items": s("namespace", pattern=DNS1123),
+                                  "description": "Knative data-plane namespaces (activator, ingress gateway)"},
+        }, desc="NetworkPolicies"),
+        "rbac": obj({
+            "cli": obj({"create": b("create the Role for `pickspin backends`"),
+                        "subjects": {"type": "array", "items": {"type": "object"},
+                                     "description": "RoleBinding subjects (none: no RoleBinding)"}},
+                       desc="RBAC of the pickspin backends CLI"),
+        }, desc="RBAC"),
+        "modelsPvc": obj({
+            "create": b("create the PVC with the model weights"),
+            "name": s("PVC name (model_volume.claim_name)", pattern=DNS1123),
+            "size": {**QTY, "description": "requested storage"},
+            "storageClassName": s("StorageClass; empty = cluster default"),
+            "accessModes": {"type": "array", "items": s("access mode", enum=["ReadWriteOnce", "ReadOnlyMany",
+                                                                                "ReadWriteMany", "ReadWriteOncePod"]),
+                            "minItems": 1, "description": "PVC access modes"},
+        }, desc="model-weights PVC"),
         "tests": obj({
             "enabled": b("helm test pods"),
             "completion": obj({"enabled": b("run one completion"), "model": s("model or auto"),

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from string import Template
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,7 +40,8 @@ from pickspin.contract import (
 Tier = Literal["small", "medium", "large"]
 Flavor = Literal["router", "vllm"]
 
-#: Placeholders a PromQL override may use (see pickspin.contract).
+#: Placeholders a PromQL override may use (see pickspin.contract): ``${model}``, ``${window}``, ``${idle}``
+#: and ``${namespace}`` (``metricsNamespace``, empty if unset).
 PLACEHOLDERS = PROMQL_PLACEHOLDERS
 
 _METRIC_NAME_BAD = re.compile(r"[^a-z0-9-]+")
@@ -73,6 +75,9 @@ class ScalerMetadata(BaseModel):
     demand_query: str | None = Field(default=None, alias="demandQuery", min_length=1)
     recent_query: str | None = Field(default=None, alias="recentQuery", min_length=1)
     total_query: str | None = Field(default=None, alias="totalQuery", min_length=1)
+    # Kubernetes namespace of the router's series: adds namespace="<ns>" to every default query, so two
+    # releases sharing one Prometheus (and model names) do not see each other's traffic. See _namespaced().
+    metrics_namespace: str | None = Field(default=None, alias="metricsNamespace", min_length=1, max_length=63)
 
     @field_validator("model", "served_model_name")
     @classmethod
@@ -91,11 +96,14 @@ class ScalerMetadata(BaseModel):
     @field_validator("prometheus_address")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+        return None if v is None else normalize_address(v)
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _dns_label(cls, v: str | None) -> str | None:
+        if v is not None and not _NAMESPACE_RE.fullmatch(v):
+            raise ValueError("must be a Kubernetes namespace name (RFC 1123 label)")
+        return v
 
     @field_validator("rate_query", "latency_query", "demand_query", "recent_query", "total_query")
     @classmethod
@@ -105,7 +113,8 @@ class ScalerMetadata(BaseModel):
         try:
             Template(v).substitute({k: "x" for k in PLACEHOLDERS})
         except KeyError as e:
-            raise ValueError(f"unknown placeholder {e}; allowed: ${{model}}, ${{window}}, ${{idle}}") from None
+            raise ValueError(f"unknown placeholder {e}; allowed: ${{model}}, ${{window}}, ${{idle}}, "
+                             "${{namespace}}") from None
         except ValueError:
             raise ValueError("bad placeholder; write $$ for a literal $") from None
         return v
@@ -135,8 +144,51 @@ class ScalerMetadata(BaseModel):
                      "recent": self.recent_query, "total": self.total_query}
         label = (self.served_model_name or self.model) if self.query_flavor == "vllm" else self.model
         values = {"model": label, "window": promql_duration(self.window_seconds),
-                  "idle": promql_duration(self.idle_seconds)}
-        return {k: Template(overrides[k] or base[k]).substitute(values) for k in QUERY_KEYS}
+                  "idle": promql_duration(self.idle_seconds), "namespace": self.metrics_namespace or ""}
+        return {k: Template(overrides[k] or _namespaced(base[k], self.metrics_namespace)).substitute(values)
+                for k in QUERY_KEYS}
+
+
+# -- namespace filter and address checks (kept apart from the query tables above) -----------------
+_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _namespaced(promql: str, namespace: str | None) -> str:
+    """A default query with ``namespace="<ns>"`` added to every label matcher (unchanged without one).
+
+    The defaults select series by ``{model="${model}"}`` / ``{model_name="${model}"}``; Prometheus'
+    Kubernetes service discovery (kubernetes-pods job, PodMonitor) attaches the pod's ``namespace``.
+    """
+    if not namespace:
+        return promql
+    return promql.replace('{model="${model}"}', '{namespace="${namespace}",model="${model}"}').replace(
+        '{model_name="${model}"}', '{namespace="${namespace}",model_name="${model}"}')
+
+
+def normalize_address(v: str) -> str:
+    """A Prometheus base URL: http(s)://host[:port][/path], no spaces, credentials, query or fragment.
+
+    Returned without a trailing slash, scheme and host lower-cased, so that allow-list checks compare
+    like with like. Raises ``ValueError`` otherwise.
+    """
+    if not v or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in v):
+        raise ValueError("must be an http:// or https:// URL without spaces or control characters")
+    try:
+        u = urlsplit(v)
+        port = u.port  # ValueError when not a number in 0..65535
+    except ValueError as e:
+        raise ValueError(f"not a valid URL ({e})") from None
+    if u.scheme.lower() not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    if not u.hostname:
+        raise ValueError("has no host")
+    if u.username is not None or u.password is not None or "@" in u.netloc:
+        raise ValueError("must not carry credentials (use the scaler's bearer token file)")
+    if u.query or u.fragment or "?" in v or "#" in v:
+        raise ValueError("must not have a query or fragment")
+    host = u.hostname.lower()
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return f"{u.scheme.lower()}://{netloc}{u.path}".rstrip("/")
 
 
 _ALIASES = {name: (f.alias or name) for name, f in ScalerMetadata.model_fields.items()}

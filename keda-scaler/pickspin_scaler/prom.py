@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .metadata import QUERY_KEYS, ScalerMetadata
+from .metadata import QUERY_KEYS, MetadataError, ScalerMetadata, normalize_address
 from .policy import Observation, Params, decide
 
 log = logging.getLogger("pickspin.scaler.prom")
@@ -41,18 +41,31 @@ class PromError(RuntimeError):
     """Prometheus could not be queried (unreachable, timeout, HTTP or API error)."""
 
 
+class AddressNotAllowed(MetadataError):
+    """The trigger's ``prometheusAddress`` is not one the scaler was configured to query."""
+
+    def __init__(self, address: str, allowed: Iterable[str]) -> None:
+        super().__init__("prometheusAddress", f"{address!r} is not an allowed Prometheus address "
+                         f"(allowed: {', '.join(sorted(allowed))}; see the scaler's --allow-prometheus)")
+
+
 class PromClient:
     """Minimal Prometheus HTTP API client: instant queries reduced to one number."""
 
     def __init__(self, timeout_s: float = 2.0, http: urllib3.PoolManager | None = None, *,
-                 bearer_token_file: str | None = None) -> None:
-        self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+                 bearer_token_file: str | None = None, token_addresses: Iterable[str] | None = None) -> None:
+        # total bounds the whole request (connect + every read), not just each socket operation
+        self.timeout = urllib3.Timeout(total=timeout_s, connect=timeout_s, read=timeout_s)
         self.http = http or urllib3.PoolManager(num_pools=8, maxsize=8, retries=False)
         self.bearer_token_file = bearer_token_file
+        # The token goes only to these addresses (None: any address the caller asks for).
+        self.token_addresses = None if token_addresses is None else frozenset(token_addresses)
         self._token: tuple[float, str] | None = None  # (file mtime, token): re-read when the file rotates
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, address: str) -> dict[str, str]:
         if not self.bearer_token_file:
+            return {}
+        if self.token_addresses is not None and address not in self.token_addresses:
             return {}
         try:
             mtime = os.stat(self.bearer_token_file).st_mtime
@@ -70,7 +83,7 @@ class PromClient:
         """
         url = f"{address}/api/v1/query?{urlencode({'query': promql})}"
         try:
-            r = self.http.request("GET", url, timeout=self.timeout, headers=self._headers())
+            r = self.http.request("GET", url, timeout=self.timeout, headers=self._headers(address))
         except urllib3.exceptions.HTTPError as e:
             raise PromError(f"{address}: {type(e).__name__}: {e}") from e
         if r.status != 200:
@@ -199,7 +212,21 @@ class PollerConfig:
     bearer_token_file: str | None = None  # sent as "Authorization: Bearer <token>" (e.g. a service-account token)
     expire_after_s: float = 900.0  # forget subscriptions not asked about for this long (unless pinned)
     max_subscriptions: int = 1000
-    workers: int = 4
+    workers: int = 4  # concurrent polls per Prometheus address
+    # Prometheus addresses a trigger's prometheusAddress may name, besides default_address. Nothing else is
+    # ever queried (the bearer token goes only to these): a trigger cannot point the scaler elsewhere.
+    allowed_addresses: tuple[str, ...] = ()
+    # Bound on one poll cycle: a subscription whose poll has not finished by then counts as failed for this
+    # cycle and is not polled again until that poll returns. None: query_timeout_s * queries + 1 s.
+    poll_timeout_s: float | None = None
+
+    def allowed(self) -> frozenset[str]:
+        return frozenset(normalize_address(a) for a in (self.default_address, *self.allowed_addresses))
+
+    def cycle_timeout(self) -> float:
+        if self.poll_timeout_s is not None:
+            return self.poll_timeout_s
+        return self.query_timeout_s * len(QUERY_KEYS) + 1.0
 
 
 class Poller:
@@ -209,8 +236,10 @@ class Poller:
                  client: PromClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or PollerConfig()
         self.metrics = metrics or ScalerMetrics()
+        self._allowed = self.config.allowed()
         self.client = client or PromClient(self.config.query_timeout_s,
-                                           bearer_token_file=self.config.bearer_token_file)
+                                           bearer_token_file=self.config.bearer_token_file,
+                                           token_addresses=self._allowed)
         self.clock = clock
         self._entries: dict[SubKey, _Entry] = {}
         self._lock = threading.Lock()
@@ -218,12 +247,18 @@ class Poller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
-        self._pool = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="scaler-poll")
+        # One pool per Prometheus address (their number is bounded by the allow-list): a hung address
+        # ties up its own workers only, never the polls of the others.
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._inflight: dict[SubKey, Future[bool]] = {}  # polls that outlived their cycle, still running
         self.metrics.registry.register(_StalenessCollector(self))
 
     # -- subscriptions ---------------------------------------------------------------------
     def key_for(self, md: ScalerMetadata) -> SubKey:
-        address = md.prometheus_address or self.config.default_address
+        """The cache key of ``md``; raises :class:`AddressNotAllowed` for an address not allow-listed."""
+        address = normalize_address(md.prometheus_address or self.config.default_address)
+        if address not in self._allowed:
+            raise AddressNotAllowed(address, self._allowed)
         return address, tuple(md.queries().items())
 
     def subscribe(self, md: ScalerMetadata, *, pinned: bool = False, key: SubKey | None = None) -> SubKey:
@@ -269,12 +304,49 @@ class Poller:
         self._listeners.append(fn)
 
     # -- polling ---------------------------------------------------------------------------
+    def _pool_for(self, address: str) -> ThreadPoolExecutor:
+        pool = self._pools.get(address)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(address)
+                if pool is None:
+                    pool = self._pools[address] = ThreadPoolExecutor(
+                        max_workers=self.config.workers, thread_name_prefix="scaler-poll")
+        return pool
+
     def poll_once(self) -> None:
-        """Poll every subscription once (concurrently, bounded by ``workers``)."""
+        """Poll every subscription once: concurrently, ``workers`` at a time per Prometheus address.
+
+        Returns when every poll of this cycle has finished, or after ``cycle_timeout()``; a poll still
+        running then counts as a failure of its subscription (the others keep their results) and that
+        subscription is skipped until the poll returns. One failing or hanging subscription never stops
+        the others from being polled.
+        """
         t0 = time.perf_counter()
         self._expire(self.clock())
-        entries = list(self._entries.values())
-        ok = all(self._pool.map(self._poll_entry, entries)) if entries else True
+        timeout = self.config.cycle_timeout()
+        deadline = time.monotonic() + timeout
+        futures: dict[Future[bool], _Entry] = {}
+        ok = True
+        for e in list(self._entries.values()):
+            running = self._inflight.get(e.key)
+            if running is not None:
+                if not running.done():
+                    ok = False
+                    self._fail(e, PromError(f"the previous poll has not returned after {timeout:.1f}s"))
+                    continue
+                del self._inflight[e.key]
+            futures[self._pool_for(e.key[0]).submit(self._poll_entry, e, deadline)] = e
+        done, pending = wait(futures, timeout=timeout)
+        for f in done:
+            if f.exception() is not None or not f.result():
+                ok = False
+        for f in pending:
+            ok = False
+            e = futures[f]
+            if not f.cancel():  # running: remember it, do not start another poll of it meanwhile
+                self._inflight[e.key] = f
+            self._fail(e, PromError(f"poll did not finish within {timeout:.1f}s"))
         self.metrics.polls.labels("ok" if ok else "error").inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - t0)
         for fn in list(self._listeners):
@@ -283,20 +355,25 @@ class Poller:
             except Exception:  # a listener must not kill the poller
                 log.exception("poll listener failed")
 
-    def _poll_entry(self, e: _Entry) -> bool:
+    def _fail(self, e: _Entry, err: Exception) -> None:
+        e.errors += 1
+        if e.error is None or e.errors % 30 == 1:  # first failure of a run, then every 30th
+            log.warning("poll of %s failed (%d so far): %s", e.md.model, e.errors, err)
+        e.error = str(err)
+        e.attempted = True
+        if self._entries.get(e.key) is e:  # not for a subscription that has gone away meanwhile
+            self.metrics.poll_errors.labels(e.md.model).inc()
+
+    def _poll_entry(self, e: _Entry, deadline: float | None = None) -> bool:
         address = e.key[0]
         values: dict[str, float | None] = {}
         try:
             for name, promql in e.key[1]:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise PromError("poll cycle deadline passed before every query ran")
                 values[name] = self.client.query(address, promql)
         except Exception as exc:  # PromError, or anything unexpected: one bad model must not stop the others
-            err = exc if isinstance(exc, PromError) else PromError(f"{type(exc).__name__}: {exc}")
-            e.errors += 1
-            if e.error is None or e.errors % 30 == 1:  # first failure of a run, then every 30th
-                log.warning("poll of %s failed (%d so far): %s", e.md.model, e.errors, err)
-            e.error = str(err)
-            e.attempted = True
-            self.metrics.poll_errors.labels(e.md.model).inc()
+            self._fail(e, exc if isinstance(exc, PromError) else PromError(f"{type(exc).__name__}: {exc}"))
             return False
         now = self.clock()
         total = values.get("total")
@@ -322,7 +399,8 @@ class Poller:
             log.info("poll of %s recovered", e.md.model)
         e.error = None
         e.attempted = True
-        self._update_gauges(e.md, sample, now)
+        if self._entries.get(e.key) is e:  # a late poll must not bring back a removed model's series
+            self._update_gauges(e.md, sample, now)
         return True
 
     def _update_gauges(self, md: ScalerMetadata, s: Sample, now: float) -> None:
@@ -343,9 +421,11 @@ class Poller:
             gone = {self._entries[k].md.model for k in drop}
             for k in drop:
                 del self._entries[k]
+                self._inflight.pop(k, None)
             gone -= {e.md.model for e in self._entries.values()}
             for model in gone:  # drop the per-model series of models nobody asks about any more
-                for g in (self.metrics.target, self.metrics.metric, self.metrics.active, self.metrics.load):
+                for g in (self.metrics.target, self.metrics.metric, self.metrics.active, self.metrics.load,
+                          self.metrics.poll_errors):
                     with contextlib.suppress(KeyError):
                         g.remove(model)
             self.metrics.subscriptions.set(len(self._entries))
@@ -373,7 +453,8 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in list(self._pools.values()):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def entries(self) -> Iterable[ScalerMetadata]:
         return [e.md for e in list(self._entries.values())]
@@ -391,5 +472,5 @@ def _f(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-__all__ = ["QUERY_KEYS", "CacheView", "Poller", "PollerConfig", "PromClient", "PromError", "Sample",
+__all__ = ["QUERY_KEYS", "AddressNotAllowed", "CacheView", "Poller", "PollerConfig", "PromClient", "PromError", "Sample",
            "ScalerMetrics", "params_of"]

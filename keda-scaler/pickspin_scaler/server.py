@@ -35,9 +35,12 @@ from ._generated import externalscaler_pb2_grpc as pb_grpc
 from .metadata import MetadataError, ScalerMetadata, parse_metadata
 from .policy import is_active, metric_value
 from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
+from .reachability import Reachability
 
 log = logging.getLogger("pickspin.scaler")
 _INT64_CAP = 2**62
+#: Largest scalerMetadata map accepted (sum of key and value lengths, in characters); larger is INVALID_ARGUMENT.
+MAX_METADATA_CHARS = 16 * 1024
 
 
 class _Abort(Exception):
@@ -50,13 +53,21 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     """KEDA's ExternalScaler over a :class:`Poller` cache. RPCs never call Prometheus."""
 
     def __init__(self, poller: Poller, metrics: ScalerMetrics, *, first_poll_wait_s: float = 3.0,
-                 stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None) -> None:
+                 stream_tick_s: float = 1.0, clock: Callable[[], float] | None = None,
+                 md_cache_entries: int = 4096, md_cache_chars: int = 4 * 1024 * 1024,
+                 reachability: Reachability | None = None) -> None:
         self.poller = poller
+        # Knative revisions no route sends traffic to get 0 / inactive (None: every revision is routable)
+        self.reachability = reachability
         self.metrics = metrics
         self.first_poll_wait_s = first_poll_wait_s
         self.stream_tick_s = stream_tick_s
         self.clock = clock or poller.clock
-        self._md_cache: OrderedDict[frozenset[tuple[str, str]], tuple[ScalerMetadata, SubKey]] = OrderedDict()
+        # Parsed metadata per distinct map, least recently used first; bounded in entries and in characters.
+        self._md_cache: OrderedDict[frozenset[tuple[str, str]], tuple[ScalerMetadata, SubKey, int]] = OrderedDict()
+        self._md_cache_entries = md_cache_entries
+        self._md_cache_chars = md_cache_chars
+        self.md_cache_size = 0  # characters held by the cache's keys (metadata maps)
         self._rpc_counters: dict[tuple[str, str], Any] = {}
         self._rpc_timers = {m: metrics.rpc_seconds.labels(m) for m in ("GetMetricSpec", "GetMetrics", "IsActive")}
         self._streams: set[asyncio.Event] = set()
@@ -69,15 +80,29 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         """Parsed metadata and its cache key, memoised per distinct metadata map (KEDA resends the same)."""
         k = frozenset(raw.items())
         hit = self._md_cache.get(k)
-        if hit is None:
-            try:
-                md = parse_metadata(raw)
-            except MetadataError as e:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-            hit = self._md_cache[k] = (md, self.poller.key_for(md))
-            if len(self._md_cache) > 4096:
-                self._md_cache.popitem(last=False)
-        return hit
+        if hit is not None:
+            self._md_cache.move_to_end(k)
+            return hit[0], hit[1]
+        size = sum(len(a) + len(b) for a, b in k)
+        if size > MAX_METADATA_CHARS:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"scalerMetadata: {size} characters, more than the {MAX_METADATA_CHARS} accepted")
+        try:
+            md = parse_metadata(raw)
+            key = self.poller.key_for(md)  # AddressNotAllowed is a MetadataError naming prometheusAddress
+        except MetadataError as e:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        self._md_cache[k] = (md, key, size)
+        self.md_cache_size += size
+        while self._md_cache and (len(self._md_cache) > self._md_cache_entries
+                                  or self.md_cache_size > self._md_cache_chars):
+            _, (_, _, old) = self._md_cache.popitem(last=False)
+            self.md_cache_size -= old
+        return md, key
+
+    def _unroutable(self, ref: pb.ScaledObjectRef) -> bool:
+        """The ScaledObject is a revision Knative routes no traffic to (its PodAutoscaler is Unreachable)."""
+        return self.reachability is not None and self.reachability.unreachable(ref.namespace, ref.name)
 
     def _count(self, method: str, code: str) -> None:
         c = self._rpc_counters.get((method, code))
@@ -140,6 +165,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                          ) -> pb.GetMetricsResponse:
         async def body() -> pb.GetMetricsResponse:
             md, key = self._resolve(request.scaledObjectRef.scalerMetadata)
+            if self._unroutable(request.scaledObjectRef):  # an old revision: no floor, no share of the load
+                return pb.GetMetricsResponse(metricValues=[pb.MetricValue(
+                    metricName=request.metricName or md.metric_name(), metricValue=0, metricValueFloat=0.0)])
             _, v = await self._view(md, key)
             if not v.fresh or v.sample is None:
                 raise self._unavailable(md, v, self.poller.config.max_staleness_s)
@@ -154,6 +182,8 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
                        ) -> pb.IsActiveResponse:
         async def body() -> pb.IsActiveResponse:
             md, key = self._resolve(request.scalerMetadata)
+            if self._unroutable(request):
+                return pb.IsActiveResponse(result=False)
             _, v = await self._view(md, key)
             active = self._active_now(md, v)
             if active is None:
@@ -176,7 +206,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         try:
             key, v = await self._view(md, key)
             while not self._closing:
-                state = self._active_now(md, v)
+                state = False if self._unroutable(request) else self._active_now(md, v)
                 # Unknown (no fresh data): send nothing; the last state stands and the pull RPCs report
                 # UNAVAILABLE, so KEDA's fallback governs replicas meanwhile.
                 if state is not None and state != last:
@@ -219,25 +249,66 @@ def tune_process(switch_interval_s: float = 0.001) -> None:
 
 @dataclass
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback by default: nothing outside the host can reach the scaler unless asked. In a pod, bind the
+    # pod IP (the chart passes status.podIP) so KEDA reaches it through the Service and nothing else listens.
+    host: str = "127.0.0.1"
     port: int = 6000
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str | None = None  # None: the same address as host
     metrics_port: int | None = 9102  # None: no metrics HTTP server
     grace_s: float = 5.0
     first_poll_wait_s: float = 3.0
     stream_tick_s: float = 1.0
+    # TLS for the gRPC port (KEDA's trigger then sets caCert / tlsClientCert): PEM files; with a client CA,
+    # clients must present a certificate signed by it (mutual TLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+
+    def bind(self) -> str:
+        return _hostport(self.host, self.port)
+
+    def metrics_bind_host(self) -> str:
+        return self.metrics_host if self.metrics_host is not None else self.host
+
+
+def _hostport(host: str, port: int) -> str:
+    """host:port for gRPC, IPv6 literals in brackets."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the config's PEM files, or None (plaintext) when no certificate is set."""
+    if not config.tls_cert_file and not config.tls_key_file:
+        if config.tls_client_ca_file:
+            raise ValueError("a TLS client CA needs a server certificate and key as well")
+        return None
+    if not (config.tls_cert_file and config.tls_key_file):
+        raise ValueError("TLS needs both a certificate and a key file")
+    with open(config.tls_key_file, "rb") as f:
+        key = f.read()
+    with open(config.tls_cert_file, "rb") as f:
+        cert = f.read()
+    ca = None
+    if config.tls_client_ca_file:
+        with open(config.tls_client_ca_file, "rb") as f:
+            ca = f.read()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
 class ScalerServer:
     """The running scaler: gRPC server + health + poller + metrics endpoint. Use inside an event loop."""
 
     def __init__(self, config: ServerConfig, poller_config: PollerConfig | None = None, *,
-                 poller: Poller | None = None, metrics: ScalerMetrics | None = None) -> None:
+                 poller: Poller | None = None, metrics: ScalerMetrics | None = None,
+                 reachability: Reachability | None = None) -> None:
         self.config = config
         self.metrics = metrics or (poller.metrics if poller else ScalerMetrics())
         self.poller = poller or Poller(poller_config, metrics=self.metrics)
+        self.reachability = reachability
         self.servicer = ExternalScalerServicer(self.poller, self.metrics, first_poll_wait_s=config.first_poll_wait_s,
-                                               stream_tick_s=config.stream_tick_s)
+                                               stream_tick_s=config.stream_tick_s, reachability=reachability)
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -255,26 +326,30 @@ class ScalerServer:
             ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1)])
         pb_grpc.add_ExternalScalerServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        creds = server_credentials(self.config)
+        bind = self.config.bind()
+        port = server.add_secure_port(bind, creds) if creds is not None else server.add_insecure_port(bind)
         if port == 0:
-            raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.port}")
+            raise OSError(f"cannot bind gRPC port {bind}")
         await server.start()
         self.server, self.port = server, port
         for svc in ("", SERVICE_NAME):
             await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         if self.config.metrics_port is not None:
             from prometheus_client import start_http_server
-            self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_host,
+            self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_bind_host(),
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         self.poller.start()
+        if self.reachability is not None:
+            self.reachability.start()
         # Everything allocated so far lives as long as the server: keep it out of the GC's scans, so the
         # collector's pauses (a tail-latency source in a Python RPC server) stay short.
         gc.collect()
         gc.freeze()
-        log.info("scaler listening on %s:%d (metrics port %s, Prometheus %s, poll every %.1fs)",
-                 self.config.host, port, self.metrics_port, self.poller.config.default_address,
-                 self.poller.config.interval_s)
+        log.info("scaler listening on %s (port %d, %s; metrics %s:%s, Prometheus %s, poll every %.1fs)",
+                 bind, port, "TLS" if creds is not None else "plaintext", self.config.metrics_bind_host(),
+                 self.metrics_port, self.poller.config.default_address, self.poller.config.interval_s)
         return port
 
     async def stop(self) -> None:
@@ -286,6 +361,8 @@ class ScalerServer:
         await self.server.stop(self.config.grace_s)
         self.server = None
         self.poller.stop()
+        if self.reachability is not None:
+            self.reachability.stop()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

@@ -394,6 +394,7 @@ def _default_scaler(ns: str) -> str:
 def _add(args: argparse.Namespace) -> int:
     ov = _overrides(args)
     ov.setdefault("scaler_address", _default_scaler(args.namespace))
+    ov.setdefault("metrics_namespace", args.namespace)  # the scaler's PromQL filter, as the chart sets it
     spec = kn.BackendSpec(name=args.name, **ov)
     _check(spec)
     obj = kn.knative_service(spec, args.namespace)

@@ -44,6 +44,7 @@ A_AUTOCREATE = "autoscaling.knative.dev/scaled-object-auto-create"
 HPA_CLASS = "hpa.autoscaling.knative.dev"
 KPA_CLASS = "kpa.autoscaling.knative.dev"
 L_VISIBILITY = "networking.knative.dev/visibility"
+A_PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"  # knative/serving pkg/apis/serving/register.go
 
 L_PART_OF = "app.kubernetes.io/part-of"
 L_COMPONENT = "app.kubernetes.io/component"
@@ -60,6 +61,15 @@ FEATURE_FLAGS = {
 
 DEFAULT_SCALER_ADDRESS = "pickspin-scaler.pickspin.svc.cluster.local:6000"
 DEFAULT_PROMETHEUS = "http://prometheus-server.monitoring.svc.cluster.local"
+
+#: Container securityContext meeting the ``restricted`` Pod Security level (the chart's backendDefaults).
+RESTRICTED_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,9 @@ class BackendSpec:
     model_mount: str = "/models"
     shm_size: str | None = None  # /dev/shm for vLLM tensor parallelism
     load_seconds: int = 300  # model load time: KEDA initialCooldownPeriod
+    image_pull_seconds: int = 120  # worst-case image pull; progress deadline = pull + load + margin
+    progress_margin_seconds: int = 120
+    security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RESTRICTED_SECURITY_CONTEXT))
     timeout_seconds: int = 600  # <= Knative max-revision-timeout-seconds (600 by default)
     response_start_timeout_seconds: int = 540
     visibility: str = "cluster-local"
@@ -114,6 +127,8 @@ class BackendSpec:
     scaler_address: str = DEFAULT_SCALER_ADDRESS
     prometheus_address: str | None = None  # None: the scaler's --prometheus default
     window_seconds: float | None = None
+    metrics_namespace: str | None = None  # namespace label of the router's series (the scaler's PromQL filter)
+    scaler_auth_ref: str | None = None  # TriggerAuthentication with the scaler's TLS CA (chart: scaler.tls)
     keda: KedaSettings = KedaSettings()
 
     def served(self) -> str:
@@ -126,7 +141,8 @@ def trigger_metadata(spec: BackendSpec) -> dict[str, str]:
     md = {"scalerAddress": spec.scaler_address,
           **scaler_metadata(model=spec.model, tier=spec.tier, concurrency=spec.concurrency, warm_pool=spec.warm_pool,
                             idle_seconds=spec.idle_seconds, window_seconds=spec.window_seconds,
-                            prometheus_address=spec.prometheus_address)}
+                            prometheus_address=spec.prometheus_address,
+                            metrics_namespace=spec.metrics_namespace)}
     return md
 
 
@@ -156,10 +172,16 @@ def scaled_object_override(spec: BackendSpec) -> dict[str, Any]:
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": k.scale_down_stabilization_s}},
                 },
             },
-            "triggers": [{"type": "external-push", "metricType": "AverageValue",
-                          "metadata": trigger_metadata(spec)}],
+            "triggers": [_trigger(spec)],
         },
     }
+
+
+def _trigger(spec: BackendSpec) -> dict[str, Any]:
+    t: dict[str, Any] = {"type": "external-push", "metricType": "AverageValue", "metadata": trigger_metadata(spec)}
+    if spec.scaler_auth_ref:
+        t["authenticationRef"] = {"name": spec.scaler_auth_ref}
+    return t
 
 
 def override_json(spec: BackendSpec) -> str:
@@ -177,12 +199,18 @@ def _resources(spec: BackendSpec) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
+def progress_deadline_s(spec: BackendSpec) -> int:
+    """Image pull + model load + margin: Knative's default (600 s) would fail a slow first start."""
+    return int(spec.image_pull_seconds) + int(spec.load_seconds) + int(spec.progress_margin_seconds)
+
+
 def revision_annotations(spec: BackendSpec) -> dict[str, str]:
     return {
         A_CLASS: HPA_CLASS,
         A_MIN: "0",
         A_MAX: str(spec.max_replicas),
         A_OVERRIDE: override_json(spec),
+        A_PROGRESS_DEADLINE: f"{progress_deadline_s(spec)}s",
     }
 
 
@@ -197,8 +225,15 @@ def knative_service(spec: BackendSpec, namespace: str | None = None, *,
         "ports": [{"name": "http1", "containerPort": spec.port}],
         "readinessProbe": {"httpGet": {"path": spec.health_path}, "periodSeconds": 5,
                            "timeoutSeconds": 3, "failureThreshold": 3},
+        # liveness starts once the startup probe passed: it allows load_seconds + margin for the model to load
+        "startupProbe": {"httpGet": {"path": spec.health_path}, "periodSeconds": 10, "timeoutSeconds": 3,
+                         "failureThreshold": 1 + (int(spec.load_seconds) + int(spec.progress_margin_seconds)) // 10},
+        "livenessProbe": {"httpGet": {"path": spec.health_path}, "periodSeconds": 15,
+                          "timeoutSeconds": 5, "failureThreshold": 4},
         "resources": _resources(spec),
     }
+    if spec.security_context:
+        container["securityContext"] = dict(spec.security_context)
     if spec.command:
         container["command"] = list(spec.command)
     if spec.args:
@@ -405,6 +440,10 @@ def spec_from_ksvc(ksvc: Mapping[str, Any]) -> BackendSpec:
                                                                   KedaSettings.scale_down_stabilization_s)),
     )
     ports = c.get("ports") or [{"containerPort": 8080}]
+    load = int(s.get("initialCooldownPeriod", 300))
+    deadline = str(rev.get("metadata", {}).get("annotations", {}).get(A_PROGRESS_DEADLINE, "")).removesuffix("s")
+    margin = BackendSpec.progress_margin_seconds
+    pull = int(deadline) - load - margin if deadline.isdigit() else BackendSpec.image_pull_seconds
     gpus = lim.get("nvidia.com/gpu")
     return BackendSpec(
         model=md.get("model") or labels.get(L_MODEL, meta["name"]),
@@ -430,13 +469,18 @@ def spec_from_ksvc(ksvc: Mapping[str, Any]) -> BackendSpec:
         model_claim=claim,
         model_mount=mount,
         shm_size=shm,
-        load_seconds=int(s.get("initialCooldownPeriod", 300)),
+        load_seconds=load,
+        image_pull_seconds=pull,
+        security_context=dict(c.get("securityContext") or {}),
         timeout_seconds=int(rev["spec"].get("timeoutSeconds", 600)),
         response_start_timeout_seconds=int(rev["spec"].get("responseStartTimeoutSeconds", 540)),
         visibility=labels.get(L_VISIBILITY, "cluster-local"),
         scaler_address=md.get("scalerAddress", DEFAULT_SCALER_ADDRESS),
         prometheus_address=md.get("prometheusAddress"),
         window_seconds=float(md["windowSeconds"]) if "windowSeconds" in md else None,
+        metrics_namespace=md.get("metricsNamespace"),
+        scaler_auth_ref=next((t.get("authenticationRef", {}).get("name") for t in s.get("triggers", [])
+                              if t.get("type") in ("external-push", "external")), None),
         keda=keda,
     )
 
@@ -462,6 +506,10 @@ def check_spec(spec: BackendSpec) -> list[str]:
         errs.append("warm_pool: must be <= max_replicas")
     if spec.response_start_timeout_seconds > spec.timeout_seconds:
         errs.append("response_start_timeout_seconds: must be <= timeout_seconds")
+    cold = int(spec.image_pull_seconds) + int(spec.load_seconds)
+    if cold >= spec.response_start_timeout_seconds:
+        errs.append(f"response_start_timeout_seconds: must exceed image_pull_seconds + load_seconds = {cold} "
+                    "(a cold start would always time out)")
     if spec.tier not in ("small", "medium", "large"):
         errs.append("tier: must be small, medium or large")
     if not math.isfinite(spec.idle_seconds) or spec.idle_seconds < 0:

@@ -89,7 +89,11 @@ def test_scaler_config_mode_agrees_with_triggers(src: str, docs: list[dict[str, 
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pickspin-config")
     f = tmp_path / "config.yaml"
     f.write_text(cm["data"]["config.yaml"])
-    from_config = {md.model: md for md in metadata_from_config(str(f))}
+    # the scaler's own --metrics-namespace flag, as its Deployment passes it (same namespace filter as triggers)
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "pickspin-scaler")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    ns = next((a.split("=", 1)[1] for a in args if a.startswith("--metrics-namespace=")), None)
+    from_config = {md.model: md for md in metadata_from_config(str(f), namespace=ns)}
     for ksvc in _backends(docs):
         md = parse_metadata(kn.trigger_metadata_of(ksvc) or {})
         c = from_config[md.model]

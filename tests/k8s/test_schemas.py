@@ -25,7 +25,7 @@ from .conftest import (
 
 CR_GROUPS = ("serving.knative.dev", "keda.sh")
 # prometheus-operator kinds: no CRD here; checked for shape below.
-OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor"}
+OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 
 
 def _is_cr(d: dict[str, Any]) -> bool:
@@ -163,6 +163,10 @@ def test_prometheus_operator_objects_shape(name: str) -> None:
     assert {d["kind"] for d in docs} == OPERATOR_KINDS
     for d in docs:
         assert d["apiVersion"] == "monitoring.coreos.com/v1"
+        if d["kind"] == "PrometheusRule":
+            rules = [r for g in d["spec"]["groups"] for r in g["rules"]]
+            assert any('code="UNAVAILABLE"' in r["expr"] for r in rules), "alert on the scaler's UNAVAILABLE"
+            continue
         eps = d["spec"].get("podMetricsEndpoints") or d["spec"].get("endpoints")
         assert eps and all(e["path"] == "/metrics" and e["port"] for e in eps)
         assert d["spec"]["selector"]

@@ -226,16 +226,23 @@ def _ok(fn: Any) -> bool:
         return False
 
 
-def test_unreachable_prometheus_is_unavailable_not_a_hang(keda_stubs: Stubs, stub: Any) -> None:
-    pb2, _ = keda_stubs
-    dead = f"http://127.0.0.1:{free_port()}"
-    r = ref(pb2, model="m", prometheusAddress=dead)
-    t0 = time.monotonic()
-    with pytest.raises(grpc.RpcError) as ei:
-        metrics(stub, pb2, r)
-    assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "no Prometheus data yet" in ei.value.details()
-    assert time.monotonic() - t0 < 9  # bounded by the first-poll wait, far below KEDA's timeout
+def test_unreachable_prometheus_is_unavailable_not_a_hang(keda_stubs: Stubs, fake_prom: FakePrometheus) -> None:
+    pb2, pb2_grpc = keda_stubs
+    dead = f"http://127.0.0.1:{free_port()}"  # allow-listed, but nothing listens there
+    st = ServerThread(PollerConfig(default_address=fake_prom.url, allowed_addresses=(dead,), interval_s=0.1,
+                                   query_timeout_s=1.0))
+    try:
+        with grpc.insecure_channel(st.address) as ch:
+            stub = pb2_grpc.ExternalScalerStub(ch)
+            r = ref(pb2, model="m", prometheusAddress=dead)
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as ei:
+                metrics(stub, pb2, r)
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "no Prometheus data yet" in ei.value.details()
+            assert time.monotonic() - t0 < 9  # bounded by the first-poll wait, far below KEDA's timeout
+    finally:
+        st.stop()
 
 
 def test_health_service_and_graceful_shutdown(keda_stubs: Stubs, fake_prom: FakePrometheus) -> None:

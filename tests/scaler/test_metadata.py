@@ -82,3 +82,19 @@ def test_metadata_from_service_matrix() -> None:
     mds = {m.model: m for m in metadata_from_config(str(cfg))}
     assert mds["smollm2-135m"].floor() == 1 and mds["smollm2-135m"].concurrency == 2
     assert mds["llama-3.1-70b-sim"].floor() == 0 and mds["llama-3.1-70b-sim"].concurrency == 8
+
+
+def test_metrics_namespace_filters_every_default_query() -> None:
+    """Two releases sharing a Prometheus and model names must not see each other's series (issue 12, item 7)."""
+    for flavor, label in (("router", "model"), ("vllm", "model_name")):
+        q = parse_metadata({"model": "m", "queryFlavor": flavor, "metricsNamespace": "team-a"}).queries()
+        for name, promql in q.items():
+            n_selectors = promql.count("{")
+            assert n_selectors >= 1 and promql.count('namespace="team-a"') == n_selectors, (flavor, name, promql)
+            assert f'{label}="m"' in promql
+        assert "namespace" not in "".join(parse_metadata({"model": "m", "queryFlavor": flavor}).queries().values())
+    custom = parse_metadata({"model": "m", "metricsNamespace": "b", "demandQuery": 'sum(q{ns="${namespace}"})'})
+    assert custom.queries()["demand"] == 'sum(q{ns="b"})'
+    with pytest.raises(MetadataError) as ei:
+        parse_metadata({"model": "m", "metricsNamespace": 'a"}) or vector(1'})
+    assert ei.value.key == "metricsNamespace"

@@ -79,6 +79,8 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- define "pickspin.triggerMetadata" -}}
 {{- $sc := include "pickspin.scaling" . | fromYaml -}}
 {{- $md := dict "scalerAddress" (include "pickspin.scalerAddress" .root) "model" .m.name "tier" .m.tier "concurrency" (toString $sc.concurrency) "warmPool" (toString $sc.warm_pool) "idleSeconds" (toString $sc.idle_seconds) -}}
+{{- /* the router's series carry the release namespace: two releases sharing a Prometheus stay apart */ -}}
+{{- $_ := set $md "metricsNamespace" .root.Release.Namespace -}}
 {{- toYaml $md -}}
 {{- end -}}
 
@@ -107,4 +109,71 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- $matrix := dict "models" $models "routing" $routing "router" $router "tiers" .Values.tiers -}}
 {{- if .Values.profiles -}}{{- $_ := set $matrix "profiles" .Values.profiles -}}{{- end -}}
 {{- toYaml $matrix -}}
+{{- end -}}
+
+
+{{/* ---- router: hard concurrency limit (int). null: workers x (threads - 1); checked <= workers x threads */}}
+{{- define "pickspin.routerConcurrency" -}}
+{{- $r := .Values.router -}}
+{{- $cap := mul $r.workers $r.threads -}}
+{{- $cc := 0 -}}
+{{- if kindIs "invalid" $r.containerConcurrency -}}
+{{- $cc = max 1 (mul $r.workers (sub $r.threads 1)) -}}
+{{- else -}}
+{{- $cc = int $r.containerConcurrency -}}
+{{- end -}}
+{{- if or (lt $cc 1) (gt $cc $cap) -}}
+{{- fail (printf "router.containerConcurrency=%d: must be between 1 and workers x threads = %d x %d = %d (0 = unlimited lets requests held for cold backends starve /healthz; leave it null for workers x (threads - 1))" $cc (int $r.workers) (int $r.threads) $cap) -}}
+{{- end -}}
+{{- $cc -}}
+{{- end -}}
+
+{{/* ---- backends: progress deadline (s) = image pull + model load + margin: (dict "root" $ "m" $m) */}}
+{{- define "pickspin.progressDeadline" -}}
+{{- $b := include "pickspin.backend" . | fromYaml -}}
+{{- add (int $b.image_pull_seconds) (int $b.load_seconds) (int $b.progress_margin_seconds) -}}
+{{- end -}}
+
+{{/* ---- the timeout chain of one backend; fails with the broken link named: (dict "root" $ "m" $m) */}}
+{{- define "pickspin.checkTimeouts" -}}
+{{- $b := include "pickspin.backend" . | fromYaml -}}
+{{- $r := .root.Values.router -}}
+{{- $fb := int ((($r.settings | default dict).first_byte_timeout_s) | default 120) -}}
+{{- $cold := add (int $b.image_pull_seconds) (int $b.load_seconds) -}}
+{{- $rst := int $b.response_start_timeout_seconds -}}
+{{- $to := int $b.timeout_seconds -}}
+{{- $who := printf "model %s (backend %s)" .m.name $b.name -}}
+{{- if not (lt $cold $fb) -}}
+{{- fail (printf "timeout chain, %s: image_pull_seconds + load_seconds = %d must be < router.settings.first_byte_timeout_s = %d, or the first request after scale-from-zero always times out at the router" $who $cold $fb) -}}
+{{- end -}}
+{{- if not (lt $fb $rst) -}}
+{{- fail (printf "timeout chain, %s: router.settings.first_byte_timeout_s = %d must be < response_start_timeout_seconds = %d, so the router gives up (and can retry elsewhere) before Knative cuts the request" $who $fb $rst) -}}
+{{- end -}}
+{{- if gt $rst $to -}}
+{{- fail (printf "timeout chain, %s: response_start_timeout_seconds = %d must be <= timeout_seconds = %d" $who $rst $to) -}}
+{{- end -}}
+{{- if lt (sub $to $cold) (int $b.min_generation_seconds) -}}
+{{- fail (printf "timeout chain, %s: timeout_seconds - (image_pull_seconds + load_seconds) = %d - %d = %d s left to generate after a cold start, below min_generation_seconds = %d" $who $to $cold (sub $to $cold) (int $b.min_generation_seconds)) -}}
+{{- end -}}
+{{- if lt (int $r.timeoutSeconds) $to -}}
+{{- fail (printf "timeout chain, %s: router.timeoutSeconds = %d must be >= the backend's timeout_seconds = %d (the router's revision would cut a request the backend still serves)" $who (int $r.timeoutSeconds) $to) -}}
+{{- end -}}
+{{- if lt (int $r.responseStartTimeoutSeconds) $fb -}}
+{{- fail (printf "timeout chain: router.responseStartTimeoutSeconds = %d must be >= router.settings.first_byte_timeout_s = %d" (int $r.responseStartTimeoutSeconds) $fb) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---- pod anti-affinity on hostname for a component: (dict "root" $ "component" "scaler" "mode" "soft") */}}
+{{- define "pickspin.antiAffinity" -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "pickspin.selector" (dict "root" .root "component" .component) | fromYaml)) -}}
+{{- if eq .mode "hard" -}}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - {{ toJson $term }}
+{{- else -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm: {{ toJson $term }}
+{{- end -}}
 {{- end -}}
