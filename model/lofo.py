@@ -150,8 +150,30 @@ def _decides(est: Any) -> bool:
     return est.rule is not None and not est.detail.get("conflict") and est.confidence >= MIN_KEYWORD_CONFIDENCE
 
 
-def hybrid_probs(kw: np.ndarray, decides: np.ndarray, sem: np.ndarray) -> np.ndarray:
-    return np.where(decides[:, None], kw, sem)
+def hybrid_probs(texts: Sequence[str], rules: Any, sem: np.ndarray) -> np.ndarray:
+    """The router's own HybridClassifier over precomputed semantic probabilities (one per text)."""
+    from functions.router.classifiers.hybrid import HybridClassifier
+    from functions.router.classifiers.keyword import KeywordClassifier
+    from functions.router.classifiers.remote import ScorerResult
+    from functions.router.classifiers.semantic import SemanticClassifier
+
+    class Fixed:
+        where = "precomputed"
+        row = np.zeros(len(LABELS))
+
+        def score(self, text: str) -> ScorerResult:
+            probs = {c: float(v) for c, v in zip(LABELS, self.row, strict=True)}
+            return ScorerResult(max(probs, key=lambda c: probs[c]), probs, "eval")
+
+    kw = KeywordClassifier(rules)
+    scorer = Fixed()
+    h = HybridClassifier(kw, SemanticClassifier(scorer, kw))
+    out = np.zeros((len(texts), len(LABELS)))
+    for i, t in enumerate(texts):
+        scorer.row = sem[i]
+        e = h.classify(t)
+        out[i] = [e.probs[c] for c in LABELS]
+    return out
 
 
 # -- evaluation --------------------------------------------------------------------------------
@@ -173,13 +195,13 @@ def evaluate(families: Sequence[str], fam: np.ndarray, y: np.ndarray, weak: np.n
 
 
 def lofo_rules(texts: Sequence[str], fam: np.ndarray, y: np.ndarray, train_fams: Sequence[str],
-               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Keyword estimates with rules mined without the evaluated family (``model.keyword_rules``)."""
+               ) -> tuple[list[Any], dict[str, Any]]:
+    """Per prompt, the KeywordRules mined without its family (``model.keyword_rules``), same settings as
+    the shipped defaults otherwise."""
     from model.keyword_rules import mine
     from pickspin.config import KeywordRules
 
-    probs = np.zeros((len(fam), len(LABELS)))
-    dec = np.zeros(len(fam), dtype=bool)
+    rules: list[Any] = [None] * len(fam)
     is_train = np.isin(fam, list(train_fams))
     used: dict[str, Any] = {}
     for f in [*train_fams, None]:
@@ -188,25 +210,34 @@ def lofo_rules(texts: Sequence[str], fam: np.ndarray, y: np.ndarray, train_fams:
         idx = np.where(tr)[0]
         r = mine([texts[i] for i in idx], fam[idx], y[idx])
         used[f or "eval-only"] = {"low": r["low"], "high": r["high"]}
-        p, d = keyword_estimates([texts[i] for i in te], KeywordRules(low=r["low"], high=r["high"]))
-        probs[te], dec[te] = p, d
-    return probs, dec, used
+        kr = KeywordRules(low=r["low"], high=r["high"])
+        for i in te:
+            rules[i] = kr
+    return rules, used
 
 
-def lofo_new(emb: np.ndarray, fam: np.ndarray, ylab: np.ndarray, train_fams: Sequence[str],
-             c: float = 0.1) -> np.ndarray:
-    """Probabilities of the multi-family head, each family predicted by a head trained without it."""
-    from model.heads import family_weights, fit_head
+def per_rules(texts: Sequence[str], rules: Sequence[Any], fn: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
+    """Apply ``fn(texts, rules, *arrays)`` group-wise for prompts sharing one rule set."""
+    out = np.zeros((len(texts), len(LABELS)))
+    for kr in {id(r): r for r in rules}.values():
+        idx = [i for i, r in enumerate(rules) if r is kr]
+        out[idx] = fn([texts[i] for i in idx], kr, *(a[idx] for a in arrays))
+    return out
+
+
+def lofo_new(emb: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray,
+             train_fams: Sequence[str]) -> np.ndarray:
+    """Probabilities of the multi-family router (``model.heads``), each family predicted by a router
+    trained without it; the evaluation-only families by the router trained on all training families."""
+    from model.heads import fit_router
 
     probs = np.zeros((len(fam), len(LABELS)))
     is_train = np.isin(fam, list(train_fams))
     for f in [*train_fams, None]:
         tr = is_train & (fam != f) if f is not None else is_train
         te = fam == f if f is not None else ~is_train
-        if not te.any():
-            continue
-        clf = fit_head(emb[tr], ylab[tr], c=c, weights=family_weights(fam[tr]))
-        probs[te] = clf.predict_proba(emb[te])
+        r = fit_router(emb[tr], loglen[tr], fam[tr], ylab[tr])
+        probs[te] = r.predict_proba(emb[te], loglen[te])
     return probs
 
 
@@ -263,14 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m model.lofo")
     p.add_argument("--window", default="head32")
-    p.add_argument("--layer", type=int, default=6)
-    p.add_argument("--c", type=float, default=0.1)
+    p.add_argument("--layer", type=int, default=4)
     p.add_argument("--new-artifact", type=Path, default=None,
                    help="also score this artifact dir through the serving code (in-sample for trained families)")
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
     from model.families import EVAL_ONLY_FAMILIES, TRAIN_FAMILIES, all_prompts
-    from model.heads import embed_all
+    from model.heads import WINDOWS, embed_all, window_loglen
     from pickspin.config import KeywordRules
 
     try:
@@ -288,22 +318,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     old = artifact_probs(WORK / "old-artifact", texts, "old")
     emb = embed_all(prompts)
-    new = lofo_new(emb[f"{a.window}/l{a.layer}"], fam, ylab, TRAIN_FAMILIES, c=a.c)
-    old_rules = KeywordRules(low=OLD_RULES["low"], high=OLD_RULES["high"])
+    new = lofo_new(emb[f"{a.window}/l{a.layer}"], window_loglen(texts, WINDOWS[a.window]), fam, ylab,
+                   TRAIN_FAMILIES)
+    old_rules = KeywordRules(low=OLD_RULES["low"], high=OLD_RULES["high"], hit_confidence=0.85)
     new_rules = KeywordRules()
-    scores: dict[str, np.ndarray] = {"shipped (old)": not_low(old)}
-    kw0, d0 = keyword_estimates(texts, old_rules)
-    scores["keyword (old)"] = not_low(kw0)
-    scores["hybrid (old)"] = not_low(hybrid_probs(kw0, d0, old))
-    kw1, d1, used_rules = lofo_rules(texts, fam, y, TRAIN_FAMILIES)
+    scores: dict[str, np.ndarray] = {"old artifact": not_low(old)}
+    scores["old keyword"] = not_low(keyword_estimates(texts, old_rules)[0])
+    scores["old hybrid"] = not_low(hybrid_probs(texts, old_rules, old))
+    lofo_kr, used_rules = lofo_rules(texts, fam, y, TRAIN_FAMILIES)
     scores["new (LOFO)"] = not_low(new)
-    scores["keyword (new, LOFO)"] = not_low(kw1)
-    scores["hybrid (new, LOFO)"] = not_low(hybrid_probs(kw1, d1, new))
-    kw2, _ = keyword_estimates(texts, new_rules)
-    scores["keyword (shipped defaults)"] = not_low(kw2)
+    scores["new keyword (LOFO)"] = not_low(per_rules(texts, lofo_kr, lambda t, r: keyword_estimates(t, r)[0]))
+    scores["new hybrid (LOFO)"] = not_low(per_rules(texts, lofo_kr, hybrid_probs, new))
+    scores["new keyword (shipped rules)"] = not_low(keyword_estimates(texts, new_rules)[0])
     if a.new_artifact:
         scores["new artifact (int8, in-sample)"] = not_low(artifact_probs(a.new_artifact, texts, "new"))
-    res = evaluate(families, fam, y, weak, strong, scores)
+    # MMLU-Pro families are scored on the previous artifact's held-out test split only (it was trained on
+    # the rest), so that every router is compared on prompts none of them trained on.
+    from model.data import load_questions, split
+
+    test_ids = {f"mmlu_pro/{q.qid}" for q in split(load_questions())["test"]}
+    keep = np.array([not q.family.startswith("mmlu_pro") or q.key in test_ids for q in prompts])
+    res = evaluate(families, fam[keep], y[keep], weak[keep], strong[keep], {k: v[keep] for k, v in scores.items()})
     routers = list(scores)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "lofo.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},

@@ -33,12 +33,20 @@ def test_apgr_random_oracle_and_reverse() -> None:
     assert np.isnan(apgr(np.zeros(10), np.ones(10), np.ones(10)))  # no gap to recover
 
 
-def test_hybrid_takes_keyword_only_where_it_decides() -> None:
-    kw = np.array([[0.85, 0.075, 0.075], [0.3, 0.4, 0.3]])
-    sem = np.array([[0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
-    h = hybrid_probs(kw, np.array([True, False]), sem)
-    assert h[0].tolist() == kw[0].tolist() and h[1].tolist() == sem[1].tolist()
-    assert not_low(h).round(3).tolist() == [0.15, 0.4]
+def test_hybrid_eval_runs_the_routers_own_hybrid() -> None:
+    from pickspin.config import KeywordRules
+
+    sem = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.3, 0.3, 0.4]])
+    texts = ["prove it", "hello there", "prove it"]
+    # a confident hit decides (the old behaviour) ...
+    h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.85), sem)
+    assert h[0].round(3).tolist() == [0.075, 0.075, 0.85] and h[1].tolist() == sem[1].tolist()
+    # ... a weak one (the default) multiplies into the scorer's probabilities
+    h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.6), sem)
+    want = sem[0] * np.array([0.2, 0.2, 0.6])
+    assert np.allclose(h[0], want / want.sum()) and h[1].tolist() == sem[1].tolist()
+    assert not_low(h)[0] > not_low(sem)[0]
+    assert h[2].tolist() != h[0].tolist()  # each prompt gets its own semantic row
 
 
 def test_mined_rules_need_the_same_direction_on_every_family() -> None:
