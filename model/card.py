@@ -163,7 +163,92 @@ def write_card(model_dir: Path = ART) -> None:
     (model_dir / "MODEL_CARD.md").write_text("\n".join(lines))
 
 
+def write_card_multitask(model_dir: Path = ART) -> None:
+    """Model card of the multi-family frozen-encoder router (``model.heads build``)."""
+    meta = json.loads((model_dir / "labels.json").read_text())
+    lofo_p = REPO / "bench" / "results" / "lofo.json"
+    lofo = json.loads(lofo_p.read_text())["families"] if lofo_p.is_file() else {}
+    size_mb = (model_dir / "model.onnx").stat().st_size / 2**20
+    fams = meta.get("train_families", {})
+    st2 = meta.get("stage2", {})
+    lines = [
+        "# Model card: PickSpin prompt-complexity classifier (`complexity-minilm`)",
+        "",
+        f"Version `{meta['version']}`. Predicts a prompt's complexity class **low / medium / high** (which size tier "
+        "is needed to answer it) for the PickSpin router. Files: `model.onnx` (int8, "
+        f"{size_mb:.1f} MB), `tokenizer.json`, `labels.json` (class order, window, version, head parameters), "
+        "`training.json`.",
+        "",
+        "## Model",
+        "",
+        f"- Encoder: {meta['base_model']} (Apache-2.0), frozen, cut to its first **{meta.get('encoder_layers', 6)} of 6 "
+        "layers** (measured: the 4-layer output routes better on unseen families than the last layer, and is faster), "
+        "int8 dynamic quantisation (onnxruntime); mean pooling over real tokens.",
+        f"- Input window: {meta['max_length']} tokens = the first {meta.get('head_tokens')} tokens + the last "
+        f"{meta['max_length'] - 2 - int(meta.get('head_tokens') or 0)} of a longer prompt "
+        "(`functions/scorer/engine.py: window_ids`, the same function in training, evaluation and serving). "
+        "Few-shot prompts that share a long prefix get different probabilities now.",
+        "- Head, in fp32 inside the ONNX graph: (1) multinomial logistic regression (C = "
+        f"{meta.get('c_stage1')}) on the pooled embedding, trained with one indicator per task family (family fixed "
+        "effects, averaged at inference) so the weights learn what makes a prompt harder *within* a task; "
+        f"(2) P(not low) = sigmoid({st2.get('a', 0):.3f} * stage-1 log-odds + {st2.get('b_loglen', 0):.3f} * "
+        f"log(window tokens) + {st2.get('c0', 0):.3f}), fitted on out-of-family stage-1 scores; the not-low mass is "
+        "split between medium and high in stage 1's ratio. Output `logits` = log-probabilities.",
+        "",
+        "## Data and labels",
+        "",
+        "Training families (prompt counts low / medium / high):",
+        "",
+        "| family | low | medium | high |", "|---|---:|---:|---:|",
+        *[f"| {f} | {c['low']} | {c['medium']} | {c['high']} |" for f, c in fams.items()],
+        "",
+        "- MMLU-Pro question text with 0/1 outcomes of 27 open models (TIGER-AI-Lab/MMLU-Pro `eval_results`, "
+        "Apache-2.0), split into three families by category.",
+        "- GSM8K test, MATH level 5 and CRUXEval-O prompts with outcomes of 53 models, zero-shot "
+        "(WildEval/ZeroEval `result_dirs`, Apache-2.0; B. Y. Lin, ZeroEval, 2024).",
+        "- Label rule, one for all: a tier handles a prompt when a majority of its models (known parameter count) "
+        "answer it; **low** = small tier (<= 10B; MMLU-Pro: <= 8B) handles it, **medium** = only the >= 12B "
+        "group does, **high** = neither. Routing target: not low = the small tier fails.",
+        "- Every family weighs the same in training. Not shipped in this repository (`../shared`).",
+        "",
+        "## Measured (leave-one-family-out; full tables in model/REPORT.md)",
+        "",
+        "| family | AUROC of P(not low), family unseen in training |", "|---|---:|",
+        *[f"| {f} | {r['routers']['new (LOFO)']['auroc']['value']:.3f} "
+          f"[{r['routers']['new (LOFO)']['auroc']['lo']:.2f}, {r['routers']['new (LOFO)']['auroc']['hi']:.2f}] |"
+          for f, r in lofo.items() if "new (LOFO)" in r.get("routers", {})],
+        "",
+        "## Intended use and limits",
+        "",
+        "- A routing signal from text alone; on a family it never saw it ranks prompts only moderately better "
+        "than chance (AUROC 0.6-0.7), and not at all on TruthfulQA (where the small and large GPT-3 models are "
+        "equally accurate, so there is nothing to route).",
+        "- P(not low) says the small tier fails; it does not say the large model succeeds (on MATH level 5 most "
+        "prompts the small model fails, the large one fails too), so APGR stays near 0.5 on several families.",
+        "- Non-English prompts: the encoder is English-only and no outcome data in other languages was available; "
+        "they get middling, length-driven probabilities (no longer `high` for everything), i.e. little information.",
+        "- Labels come from specific 2023-2024 models; newer small models are stronger, so 'low' drifts.",
+        "- int8: probabilities differ slightly across CPUs and with batch-mates (REPORT.md).",
+        "",
+        "## Rebuild",
+        "",
+        "```",
+        "make model   # = python -m model.build: model.heads embed + build, model.lofo, model.card",
+        "```",
+        "",
+        "Needs `../shared`; each step says so and stops without it. Offline (`HF_HUB_OFFLINE=1`), one thread.",
+        "",
+    ]
+    (model_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    meta = json.loads((ART / "labels.json").read_text())
+    if str(meta.get("candidate", "")).startswith("frozen-multitask"):
+        write_card_multitask()
+        write_golden()
+        print(f"wrote {ART / 'MODEL_CARD.md'} and {GOLDEN}")
+        return 0
     if not (ART / "training.json").is_file():
         print(f"model.card: {ART}/training.json not found; run python -m model.train first", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,36 @@ def _chunks(lengths: Sequence[int]) -> list[list[int]]:
     return out
 
 
+# Which tokens of a long prompt the model sees. The first ``max_length`` tokens alone are the wrong part
+# of a few-shot or instruction-wrapped prompt: every prompt of a task shares that prefix (the examples or
+# the instructions) and the question is at the end, so all of them got identical probabilities. A long
+# prompt is therefore encoded as its first ``head`` tokens (instructions, the start of a question) plus
+# its last tokens (the question actually asked), within the same window. labels.json sets ``head_tokens``;
+# an artifact without it keeps the old front truncation (head = whole window).
+DEFAULT_HEAD_TOKENS = 32
+
+
+def window_ids(ids: Sequence[int], max_length: int, head: int | None, cls_id: int, sep_id: int) -> tuple[list[int], bool]:
+    """``[CLS] + ids + [SEP]`` cut to ``max_length``: head + tail of ``ids`` when too long (``head=None``:
+    front truncation). Returns the ids and whether anything was dropped. Training, evaluation and serving
+    all call this, so the model always sees the same part of a prompt."""
+    room = max_length - 2
+    body = list(ids)
+    if len(body) <= room:
+        return [cls_id, *body, sep_id], False
+    if head is None or head >= room:
+        return [cls_id, *body[:room], sep_id], True
+    h = max(0, head)
+    return [cls_id, *body[:h], *body[len(body) - (room - h):], sep_id], True
+
+
+def encode_texts(tok: Any, texts: Sequence[str], max_length: int, head: int | None) -> list[tuple[list[int], bool]]:
+    """Tokenise ``texts`` with a ``tokenizers.Tokenizer`` (no truncation set) and cut each to its window."""
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    encs = tok.encode_batch(list(texts), add_special_tokens=False)
+    return [window_ids(e.ids, max_length, head, cls_id, sep_id) for e in encs]
+
+
 def default_threads() -> int:
     """Intra-op threads: 1 on a 1-2 core box leaves a core for the web server, else 2."""
     n = os.cpu_count() or 1
@@ -86,6 +117,8 @@ class ComplexityModel:
             self.labels: tuple[str, ...] = tuple(meta["labels"])
             self.max_length = int(meta.get("max_length", 128))
             self.version = str(meta.get("version", "unknown"))
+            head = meta.get("head_tokens")
+            self.head_tokens: int | None = None if head is None else int(head)
         except (ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{self.model_dir / 'labels.json'} is invalid: {e}") from None
         if not self.labels:
@@ -93,10 +126,14 @@ class ComplexityModel:
         self.meta = meta
         self.threads = threads or default_threads()
         tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        tok.enable_truncation(max_length=self.max_length)
+        tok.no_truncation()  # the window is cut by window_ids()
         tok.no_padding()  # padded per chunk in predict()
         pad_id = tok.token_to_id("[PAD]")
         self._pad_id = 0 if pad_id is None else pad_id
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise ModelLoadError(f"{self.model_dir / 'tokenizer.json'} has no [CLS]/[SEP] tokens")
+        self._cls_id, self._sep_id = cls_id, sep_id
         self._tok = tok
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
@@ -117,6 +154,10 @@ class ComplexityModel:
     def count_tokens(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=True).ids)
 
+    def encode(self, texts: Sequence[str]) -> list[tuple[list[int], bool]]:
+        """The token ids the model sees for each text (see ``window_ids``) and whether it was cut."""
+        return encode_texts(self._tok, texts, self.max_length, self.head_tokens)
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Classify ``texts``; results in input order.
 
@@ -126,17 +167,17 @@ class ComplexityModel:
         """
         if not texts:
             return []
-        encs = self._tok.encode_batch(list(texts))
-        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+        encs = self.encode(texts)
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i][0]))
         out: list[Prediction | None] = [None] * len(encs)
-        for chunk in _chunks([len(encs[i].ids) for i in order]):
+        for chunk in _chunks([len(encs[i][0]) for i in order]):
             idx = [order[j] for j in chunk]
-            width = max(len(encs[i].ids) for i in idx)
+            width = max(len(encs[i][0]) for i in idx)
             ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for r, i in enumerate(idx):
-                n = len(encs[i].ids)
-                ids[r, :n] = encs[i].ids
+                n = len(encs[i][0])
+                ids[r, :n] = encs[i][0]
                 mask[r, :n] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._input_names:
@@ -148,7 +189,7 @@ class ComplexityModel:
             for r, i in enumerate(idx):
                 k = int(p[r].argmax())
                 out[i] = Prediction(self.labels[k], {lab: float(v) for lab, v in zip(self.labels, p[r], strict=True)},
-                                    float(p[r, k]), len(encs[i].ids), bool(encs[i].overflowing))
+                                    float(p[r, k]), len(encs[i][0]), encs[i][1])
         return [o for o in out if o is not None]
 
     def warmup(self) -> None:

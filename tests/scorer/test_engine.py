@@ -131,3 +131,38 @@ def test_serving_path_never_imports_torch_or_transformers() -> None:
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "BAD []" in r.stdout
+
+
+def test_window_keeps_head_and_tail() -> None:
+    from functions.scorer.engine import window_ids
+
+    body = list(range(10, 30))  # 20 tokens
+    assert window_ids(body, 32, 4, 1, 2) == ([1, *body, 2], False)  # fits: unchanged
+    ids, cut = window_ids(body, 12, 4, 1, 2)  # room for 10: 4 head + 6 tail
+    assert cut and ids == [1, 10, 11, 12, 13, 24, 25, 26, 27, 28, 29, 2]
+    ids, cut = window_ids(body, 12, None, 1, 2)  # no head given: the old front truncation
+    assert cut and ids == [1, *range(10, 20), 2]
+    ids, _ = window_ids(body, 12, 0, 1, 2)  # tail only
+    assert ids == [1, *range(20, 30), 2]
+
+
+
+FEW_SHOT = "".join(f"Q: What is {a} plus {b}? A: {a + b}.\n" for a, b in [(12, 30), (7, 8), (100, 250), (3, 4),
+                                                                          (55, 45), (9, 11), (61, 22), (8, 8)] * 3)
+
+
+def test_few_shot_prompts_with_a_shared_prefix_differ(model: ComplexityModel) -> None:
+    """The question at the end of a long few-shot prompt must reach the model (it used to be cut off)."""
+    assert model.count_tokens(FEW_SHOT) > 2 * model.max_length
+    qs = ["Q: Prove that the square root of 2 is irrational, rigorously, from first principles. A:",
+          "Q: Who wrote Romeo and Juliet? A:",
+          "Q: def f(x): return sorted(set(x))[::-2]; what is f([3, 1, 2, 3, 5])? A:"]
+    preds = [model.predict([FEW_SHOT + q])[0] for q in qs]
+    assert all(p.truncated and p.tokens == model.max_length for p in preds)
+    assert model.head_tokens is not None and 0 < model.head_tokens < model.max_length
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        d = max(abs(preds[a].probs[k] - preds[b].probs[k]) for k in COMPLEXITY_CLASSES)
+        assert d > 1e-3, (qs[a], qs[b], preds[a].probs, preds[b].probs)
+    # and the window is the same one the model was trained on: the tail tokens are in it
+    ids, _ = model.encode([FEW_SHOT + qs[1]])[0]
+    assert model._tok.decode(ids[-12:]).lower().endswith("romeo and juliet? a :")

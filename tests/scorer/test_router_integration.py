@@ -25,7 +25,7 @@ from .test_engine import BATCH_TOLERANCE
 
 NO_KEYWORD = "A 2.0 kg block slides down a frictionless incline of 30 degrees; find its acceleration."
 KEYWORD_HIGH = "Prove that the square root of 2 is irrational."
-CONFLICT = "List the steps and prove the lemma."
+CONFLICT = "Explain the steps and prove the lemma."
 FAST = {"ttft_s": 0.0, "tpot_s": 0.0}
 
 
@@ -33,9 +33,9 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
-def matrix(mode: str, **scorer: Any) -> Any:
+def matrix(mode: str, keyword: dict[str, Any] | None = None, **scorer: Any) -> Any:
     urls = {"small": ["http://127.0.0.1:9"], "medium": ["http://127.0.0.1:9"], "large": ["http://127.0.0.1:9"]}
-    return trio_matrix(urls, routing={"mode": mode, "scorer": scorer})
+    return trio_matrix(urls, routing={"mode": mode, "scorer": scorer, **({"keyword": keyword} if keyword else {})})
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,26 @@ def test_semantic_remote_matches_in_process(scorer_proc: ScorerProcess, local_sc
         assert abs(remote.probs[k] - local.probs[k]) < BATCH_TOLERANCE
 
 
-def test_hybrid_keyword_hit_decides_without_scorer() -> None:
-    h = HybridClassifier.from_config(matrix("hybrid", url=dead_url(), timeout_s=0.2))
+def test_hybrid_confident_keyword_hit_decides_without_scorer() -> None:
+    h = HybridClassifier.from_config(matrix("hybrid", keyword={"hit_confidence": 0.85}, url=dead_url(), timeout_s=0.2))
     e = h.classify(KEYWORD_HIGH)
     assert e.source == "keyword" and e.label == "high" and e.detail["hybrid"] == "keyword"
+
+
+def test_hybrid_default_hit_is_combined_with_the_scorer(local_scorer: LocalScorer) -> None:
+    """Default rules are weak evidence (hit_confidence 0.6): the scorer's probabilities, shifted by the hit."""
+    kw = KeywordClassifier(KeywordRules())
+    sem = SemanticClassifier(local_scorer, kw)
+    h = HybridClassifier(kw, sem)
+    alone = sem.classify(KEYWORD_HIGH)
+    e = h.classify(KEYWORD_HIGH)
+    assert e.source == "semantic" and e.detail["hybrid"] == "scorer:weak-hit" and e.rule == "high:prove"
+    assert e.probs["high"] > alone.probs["high"] and e.probs["low"] < alone.probs["low"]
+    assert abs(sum(e.probs.values()) - 1) < 1e-9 and e.label == max(e.probs, key=lambda k: e.probs[k])
+    # a hit of the other class moves it the other way; no hit leaves the scorer's estimate alone
+    low = h.classify("Explain " + NO_KEYWORD)
+    assert low.probs["low"] > sem.classify("Explain " + NO_KEYWORD).probs["low"]
+    assert h.classify(NO_KEYWORD).probs == sem.classify(NO_KEYWORD).probs
 
 
 def test_hybrid_ambiguous_goes_to_scorer(local_scorer: LocalScorer) -> None:
@@ -100,7 +116,7 @@ def test_hybrid_falls_back_when_scorer_is_stopped() -> None:
     e = h.classify(NO_KEYWORD)
     assert e.source == "keyword-fallback" and e.detail["fallback_reason"] == "unavailable"
     assert e.label == "medium" and e.rule is None  # the keyword default class
-    assert h.classify(KEYWORD_HIGH).source == "keyword"  # hits still decide
+    assert h.classify(KEYWORD_HIGH).source == "keyword-fallback"  # the keyword estimate stands in
 
 
 @pytest.fixture
@@ -183,8 +199,8 @@ def test_router_hybrid_with_remote_scorer_and_fallback(trio: dict[str, ServerThr
     try:
         r = _chat(srv.url, NO_KEYWORD)
         assert r.status_code == 200 and r.headers["X-PickSpin-Classifier"] == "semantic"
-        r = _chat(srv.url, KEYWORD_HIGH)
-        assert r.status_code == 200 and r.headers["X-PickSpin-Classifier"] == "keyword"
+        r = _chat(srv.url, KEYWORD_HIGH)  # default rules: a hit shifts the scorer's estimate (weak-hit)
+        assert r.status_code == 200 and r.headers["X-PickSpin-Classifier"] == "semantic"
         route = httpx.post(srv.url + "/v1/route", json={"messages": [{"role": "user", "content": NO_KEYWORD}]}).json()
         assert route["complexity"]["source"] == "semantic"
         probs = route["complexity"]["probabilities"]

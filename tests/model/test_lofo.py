@@ -1,0 +1,75 @@
+"""Leave-one-family-out metrics and the data-built keyword rules (pure numpy on made-up data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.keyword_rules import mine
+from model.lofo import apgr, auroc, hybrid_probs, not_low, pgr_curve
+
+
+def test_auroc_known_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert auroc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auroc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert auroc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5  # ties count one half
+    assert auroc(y, np.array([0.1, 0.6, 0.4, 0.9])) == 0.75
+    assert np.isnan(auroc(np.array([1, 1]), np.array([0.1, 0.2])))
+
+
+def test_apgr_random_oracle_and_reverse() -> None:
+    rng = np.random.default_rng(0)
+    weak = rng.integers(0, 2, 400).astype(float)
+    strong = np.maximum(weak, rng.integers(0, 2, 400)).astype(float)
+    assert apgr(np.zeros(400), weak, strong) == pytest.approx(0.5)  # one score for all: the random line
+    oracle = apgr(strong - weak, weak, strong)
+    reverse = apgr(weak - strong, weak, strong)
+    assert oracle > 0.75 and reverse < 0.25
+    assert oracle + reverse == pytest.approx(1.0)  # strong >= weak everywhere here: mirror images
+    assert reverse < apgr(rng.random(400), weak, strong) < oracle
+    acc = pgr_curve(rng.random(400), weak, strong)
+    assert acc[0] == pytest.approx(weak.mean()) and acc[-1] == pytest.approx(strong.mean())
+    assert np.isnan(apgr(np.zeros(10), np.ones(10), np.ones(10)))  # no gap to recover
+
+
+def test_hybrid_eval_runs_the_routers_own_hybrid() -> None:
+    from pickspin.config import KeywordRules
+
+    sem = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.3, 0.3, 0.4]])
+    texts = ["prove it", "hello there", "prove it"]
+    # a confident hit decides (the old behaviour) ...
+    h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.85), sem)
+    assert h[0].round(3).tolist() == [0.075, 0.075, 0.85] and h[1].tolist() == sem[1].tolist()
+    # ... a weak one (the default) multiplies into the scorer's probabilities
+    h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.6), sem)
+    want = sem[0] * np.array([0.2, 0.2, 0.6])
+    assert np.allclose(h[0], want / want.sum()) and h[1].tolist() == sem[1].tolist()
+    assert not_low(h)[0] > not_low(sem)[0]
+    assert h[2].tolist() != h[0].tolist()  # each prompt gets its own semantic row
+
+
+def test_mined_rules_need_the_same_direction_on_every_family() -> None:
+    texts, fams, hard = [], [], []
+    for f in ("a", "b", "c"):
+        for i in range(100):
+            easy_cue = i < 30
+            texts.append(("please explain this" if easy_cue else "compute it") + (" quickly" if i % 2 else ""))
+            fams.append(f)
+            # "explain" prompts are easy everywhere; "quickly" is hard on a and b but easy on c
+            h = 0 if easy_cue else 1
+            if i % 2 and f == "c":
+                h = 0
+            hard.append(h)
+    import model.keyword_rules as kr
+
+    saved = kr.CANDIDATES
+    kr.CANDIDATES = ("explain", "quickly", "compute")
+    try:
+        r = mine(texts, fams, hard)
+    finally:
+        kr.CANDIDATES = saved
+    assert "explain" in r["low"]
+    assert "compute" in r["high"]
+    assert "quickly" not in r["low"] + r["high"]  # anti-correlated on family c: dropped
+    assert r["evidence"]["explain"]["families"]["a"]["n"] == 30
