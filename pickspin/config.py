@@ -218,6 +218,8 @@ class Routing(_Strict):
 
 class RouterSettings(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Request bodies nested deeper than this (arrays/objects) are a 400, not a parser recursion error.
+    max_json_depth: int = Field(default=128, ge=2, le=500)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Time allowed until the backend's first byte (covers queueing and prefill).
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
@@ -235,6 +237,14 @@ class RouterSettings(_Strict):
     latency_half_life_s: float | None = Field(default=None, gt=0)
     error_window: int = Field(default=20, ge=1)
     max_error_rate: float = Field(default=0.5, gt=0, le=1)
+    # Circuit breaker per backend (functions/router/telemetry.py), driven by real traffic so it works with
+    # active probes off: open on this many failures in a row, or on an error rate over max_error_rate once
+    # the error window holds at least breaker_min_samples outcomes (at most error_window); after breaker_cooldown_s let
+    # breaker_half_open_requests real requests through as trials; close on a trial's success.
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_min_samples: int = Field(default=10, ge=1)
+    breaker_cooldown_s: float = Field(default=1.0, gt=0)
+    breaker_half_open_requests: int = Field(default=1, ge=1)
     retry_after_s: int = Field(default=2, ge=1)
     # Bearer tokens; empty list = auth off. api_keys_env names an env var with comma-separated keys.
     api_keys: list[str] = Field(default_factory=list)

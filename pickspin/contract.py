@@ -25,6 +25,8 @@ DECISION_DURATION = "pickspin_route_decision_seconds"
 UPSTREAM_RETRIES = "pickspin_upstream_retries_total"  # {backend, reason}
 CLASSIFIER_FALLBACKS = "pickspin_classifier_fallbacks_total"  # {reason}
 BACKEND_UP = "pickspin_backend_up"  # gauge {backend}
+BACKEND_CIRCUIT = "pickspin_backend_circuit_state"  # gauge {backend}: 0 closed, 1 half-open, 2 open
+CIRCUIT_TRANSITIONS = "pickspin_circuit_transitions_total"  # {backend, to}: breaker state changes
 
 #: Placeholders a PromQL template may use: ``${model}`` (label value), ``${window}`` and ``${idle}``
 #: (range durations such as ``300s``).

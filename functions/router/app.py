@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -23,7 +24,7 @@ from .classifiers import Classifier, Estimate, build_classifier, classifier_read
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
-from .telemetry import Clock, Telemetry
+from .telemetry import CIRCUIT_STATES, BackendStats, Clock, Telemetry
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -45,8 +46,9 @@ class RouterState:
     @classmethod
     def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None, *,
               clock: Clock = time.monotonic) -> RouterState:
-        telemetry = Telemetry.for_matrix(matrix, clock=clock)
         metrics = RouterMetrics(CollectorRegistry(auto_describe=True))
+        telemetry = Telemetry.for_matrix(matrix, clock=clock)
+        telemetry.on_circuit = lambda name, old, new, why: metrics.circuit_transitions.labels(name, new).inc()
         pool = max(8, sum(b.max_concurrency for m in matrix.models for b in m.backends))
         cands = candidates_of(matrix)
         return cls(
@@ -137,6 +139,7 @@ class Decision:
     profile: Profile
     table: list[Scored]
     requested_model: str | None
+    snapshot: Mapping[str, BackendStats] | None = None  # the telemetry the table was ranked on
 
     @property
     def eligible(self) -> list[Scored]:
@@ -153,8 +156,14 @@ class Decision:
             "profile": {"name": self.profile_name, "weights": {"R": round(w[0], 4), "T": round(w[1], 4),
                                                                "C": round(w[2], 4)}},
             "requested_model": self.requested_model,
-            "candidates": [s.as_dict() for s in self.table],
+            "candidates": [{**s.as_dict(), **self._circuit(s.backend)} for s in self.table],
         }
+
+    def _circuit(self, backend: str) -> dict[str, Any]:
+        st = None if self.snapshot is None else self.snapshot.get(backend)
+        if st is None:
+            return {}
+        return {"circuit": circuit_info(st)}
 
 
 def decide(st: RouterState, text: str, profile: str, model: str | None = None, *,
@@ -176,9 +185,12 @@ def decide(st: RouterState, text: str, profile: str, model: str | None = None, *
     t0 = time.perf_counter()
     est = estimate or st.classifier.classify(text)
     cands = st.candidates if requested is None else st.by_model[requested]
-    table = rank(cands, st.telemetry.snapshot, est, prof, max_error_rate=st.matrix.router.max_error_rate)
+    snap = st.telemetry.snapshot
+    # the circuit breaker (telemetry) decides on error rates, with a minimum sample count and recovery
+    table = rank(cands, snap, est, prof, max_error_rate=None, now=st.telemetry.clock(),
+                 half_open_requests=st.matrix.router.breaker_half_open_requests)
     st.metrics.decision.observe(time.perf_counter() - t0)
-    return Decision(est, profile, prof, table, requested)
+    return Decision(est, profile, prof, table, requested, snap)
 
 
 def decide_request(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
@@ -222,7 +234,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         return resp
 
     def _proxy(path: str, kind: str) -> Response:
-        body = json_object_body()
+        body = json_object_body(max_depth=st.matrix.router.max_json_depth)
         d = decide_request(st, body, kind)
         eligible = d.eligible
         if not eligible:
@@ -252,7 +264,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
 
     @app.post("/v1/route")
     def route() -> Response:
-        body = json_object_body()
+        body = json_object_body(max_depth=st.matrix.router.max_json_depth)
         kind = "completion" if "prompt" in body and "messages" not in body else "chat"
         return jsonify(decide_request(st, body, kind).report())
 
@@ -282,6 +294,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     def metrics() -> Response:
         for name, s in st.telemetry.snapshot.items():
             st.metrics.backend_up.labels(name).set(1 if s.healthy else 0)
+            st.metrics.circuit.labels(name).set(CIRCUIT_STATES.index(s.circuit))
         return Response(st.metrics.render(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.yaml")
@@ -298,5 +311,12 @@ def _model_info(m: Model, snap: Any) -> dict[str, Any]:
         "cost": {m.cost.unit: m.cost.value},
         "simulated": all(b.simulated for b in m.backends),
         "backends": [{"name": b.name, "kind": b.kind, "simulated": b.simulated,
-                      "healthy": bool(snap[b.name].healthy) if b.name in snap else None} for b in m.backends],
+                      "healthy": bool(snap[b.name].healthy) if b.name in snap else None,
+                      "circuit": circuit_info(snap[b.name]) if b.name in snap else None} for b in m.backends],
     }
+
+
+def circuit_info(s: BackendStats) -> dict[str, Any]:
+    """A backend's circuit breaker as the API shows it."""
+    return {"state": s.circuit, "consecutive_failures": s.consecutive_failures,
+            "error_rate": round(s.error_rate, 4)}

@@ -55,11 +55,16 @@ class Forwarder:
                 complexity: str, extra_headers: dict[str, str]) -> Response:
         """Send ``body`` to the first target that answers; fail over on errors before the first byte."""
         last: _Attempt | None = None
-        for target in targets[: self.settings.max_attempts]:
+        attempts = 0
+        for target in targets:
+            if attempts >= self.settings.max_attempts:
+                break
             b = target.backend
+            if not self.telemetry.begin(b.name):
+                continue  # its circuit refused (open, or its half-open trial slots are taken)
+            attempts += 1
             payload = json.dumps({**body, "model": b.served_model_name}, separators=(",", ":")).encode()
             t0 = time.perf_counter()
-            self.telemetry.begin(b.name)
             inflight = self.metrics.inflight.labels(target.model.name)
             inflight.inc()
             try:
@@ -81,7 +86,9 @@ class Forwarder:
                 return Response(first, status=upstream.status, headers=headers)
             return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight),
                             status=upstream.status, headers=headers, direct_passthrough=True)
-        assert last is not None  # targets is never empty here
+        if last is None:  # every circuit refused between the decision and now
+            raise APIError(503, "no healthy backend with free capacity (circuit open)", code="no_healthy_backend",
+                           headers={"Retry-After": str(self.settings.retry_after_s)})
         status = last.status
         raise APIError(status, f"all attempted backends failed; last error: {last.message}",
                        code="upstream_timeout" if status == 504 else "upstream_error")

@@ -11,7 +11,10 @@
   (including the single-candidate case), so an unopposed candidate gets the full weight.
 * (w_R, w_T, w_C) = (alpha, lambda, mu) / (alpha + lambda + mu) from the operator profile.
 
-Only healthy backends with free capacity and an error rate under the limit are eligible. Ties are
+Only healthy backends with free capacity whose circuit admits traffic are eligible (an open circuit
+whose cooldown is over at ``now`` is eligible: its next request is the trial). ``max_error_rate``
+additionally excludes on the raw error rate (the simulator's model; the router leaves it to the
+circuit breaker, which needs a minimum sample count and recovers). Ties are
 broken deterministically: lower cost, then lower latency, then model name, then backend name.
 """
 
@@ -85,14 +88,19 @@ def _norm(v: float, lo: float, hi: float) -> float:
     return 0.0 if hi - lo <= 1e-12 else (v - lo) / (hi - lo)
 
 
-def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float) -> str | None:
+def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float | None,
+                      now: float | None = None, half_open_requests: int = 1) -> str | None:
     if stats is None:
         return "no telemetry"
     if not stats.healthy:
         return "unhealthy"
+    if stats.circuit == "open" and (now is None or now < stats.retry_at):
+        return "circuit open"
+    if stats.circuit == "half_open" and stats.trials >= half_open_requests:
+        return "circuit half-open (trial in flight)"
     if stats.inflight >= backend.max_concurrency:
         return "at capacity"
-    if stats.error_rate > max_error_rate:
+    if max_error_rate is not None and stats.error_rate > max_error_rate:
         return f"error rate {stats.error_rate:.2f}"
     return None
 
@@ -103,14 +111,17 @@ def rank(
     estimate: Estimate,
     profile: Profile,
     *,
-    max_error_rate: float = 0.5,
+    max_error_rate: float | None = 0.5,
+    now: float | None = None,
+    half_open_requests: int = 1,
 ) -> list[Scored]:
-    """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state."""
+    """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state
+    (``now`` is the caller's clock reading, for circuits whose cooldown may be over)."""
     w_r, w_t, w_c = profile.weights()
     rows: list[tuple[Candidate, str | None, float, float, float]] = []
     for cand in candidates:
         st = snapshot.get(cand.backend.name)
-        reason = ineligible_reason(cand.backend, st, max_error_rate)
+        reason = ineligible_reason(cand.backend, st, max_error_rate, now, half_open_requests)
         lat = expected_latency(cand.backend, st) if st else cand.backend.expected_latency_s
         rows.append((cand, reason, relevance(cand.model, estimate.probs), lat, unit_cost(cand.model, lat)))
 

@@ -82,8 +82,9 @@ class ConnectionPool:
         u = urlsplit(base_url)
         key = (u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
         prefix = u.path.rstrip("/")
-        for _ in range(2):
-            conn = self._take(key)
+        fresh_only = False
+        while True:
+            conn = None if fresh_only else self._take(key)
             reused = conn is not None
             if conn is None:
                 cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
@@ -107,13 +108,25 @@ class ConnectionPool:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 conn.close()
                 if reused:
-                    continue  # the backend closed an idle keep-alive connection: one fresh try
-                raise UpstreamError("read", type(e).__name__) from e
+                    # The backend closed an idle keep-alive connection (it restarted, or timed the connection
+                    # out) before reading the request, so the request never reached it. Its other idle
+                    # connections are as old: drop them all and retry once on a fresh one.
+                    self.discard(key)
+                    fresh_only = True
+                    continue
+                raise UpstreamError("read", f"connection closed by backend ({type(e).__name__})") from e
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise UpstreamError("read", type(e).__name__) from e
             return Upstream(self, key, conn, resp)
-        raise UpstreamError("read", "connection closed by backend")
+
+    def discard(self, key: tuple[str, int]) -> int:
+        """Close every idle connection to ``key``; returns how many there were."""
+        with self._lock:
+            idle = self._idle.pop(key, [])
+        for c in idle:
+            c.close()
+        return len(idle)
 
     def close(self) -> None:
         with self._lock:
