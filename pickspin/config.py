@@ -223,6 +223,14 @@ class RouterSettings(_Strict):
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Time allowed until the backend's first byte (covers queueing and prefill).
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    # After the first byte: the longest silence allowed between two reads of a stream or a body.
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # The whole upstream exchange (connect to last byte), streams included; a stream cut by it ends
+    # with an in-band error event.
+    total_timeout_s: float = Field(default=900.0, gt=0)
+    # A non-streamed answer up to this size is read whole before the client sees a byte (so a body that
+    # breaks fails over); a larger one is streamed through in 64 KiB pieces: memory stays bounded.
+    max_buffered_response_bytes: int = Field(default=1_048_576, ge=65536)
     max_attempts: int = Field(default=3, ge=1, le=10)
     # Active probes GET each backend's health path. Turn them off on Knative: a probe would wake a
     # backend scaled to zero. Then health is passive: a failed backend is skipped for down_cooldown_s.

@@ -25,11 +25,29 @@ class Upstream:
     """One response being read; give the connection back with ``release``."""
 
     def __init__(self, pool: ConnectionPool, key: tuple[str, int], conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse) -> None:
+                 resp: http.client.HTTPResponse, sock: socket.socket | None = None) -> None:
         self._pool, self._key, self._conn, self._resp = pool, key, conn, resp
+        # http.client hands a close-delimited response the socket and forgets it (conn.sock = None)
+        self._sock = sock or conn.sock
         self.status = resp.status
         self.headers = resp.getheaders()
         self._released = False
+
+    def settimeout(self, seconds: float) -> None:
+        """The socket timeout for the next reads (each read, not the whole body)."""
+        if self._sock is not None and self._sock.fileno() >= 0:
+            self._sock.settimeout(max(0.001, seconds))
+
+    @property
+    def done(self) -> bool:
+        """The whole response has been read."""
+        r = self._resp
+        if not r.isclosed() and r.length == 0 and not r.chunked:
+            r.close()  # every byte of a Content-Length body is in: the connection can be reused
+        return bool(r.isclosed())
+
+    def header(self, name: str) -> str | None:
+        return self._resp.getheader(name)
 
     def read1(self, n: int = 65536) -> bytes:
         try:
@@ -52,7 +70,7 @@ class Upstream:
         if self._released:
             return
         self._released = True
-        if self._resp.isclosed() and not self._resp.will_close:
+        if self.done and not self._resp.will_close:
             self._pool.put(self._key, self._conn)
         else:
             self._conn.close()
@@ -99,6 +117,7 @@ class ConnectionPool:
                     raise UpstreamError("connect", f"{type(e).__name__}: {e.strerror or e}") from e
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sock.settimeout(read_timeout)
+            sock = conn.sock
             try:
                 conn.request("POST", prefix + path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -118,7 +137,7 @@ class ConnectionPool:
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise UpstreamError("read", type(e).__name__) from e
-            return Upstream(self, key, conn, resp)
+            return Upstream(self, key, conn, resp, sock)
 
     def discard(self, key: tuple[str, int]) -> int:
         """Close every idle connection to ``key``; returns how many there were."""

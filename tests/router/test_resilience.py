@@ -161,3 +161,177 @@ def test_kill_and_restart_of_the_only_backend_next_request_succeeds(
         assert (s.circuit, s.consecutive_failures, s.error_rate) == ("closed", 0, 0.0)  # no failure counted
     finally:
         terminate_group(stub)
+
+
+# -- what a backend sends back: internal headers, streams cut short, deadlines, big answers -----------
+
+def _sse(obj: object) -> bytes:
+    import json
+
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+class Odd:
+    """A backend misbehaving on purpose; ``mode`` picks how."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        app = Flask("odd")
+
+        @app.post("/v1/chat/completions")
+        def _chat() -> Response:
+            mode = self.mode
+            if mode == "ok":
+                return Response(OK_BODY, mimetype="application/json",
+                                headers={"X-PickSpin-Model": "evil", "X-PickSpin-Simulated": "true",
+                                         "X-Pickspin-Whatever": "x", "X-Backend-Own": "kept"})
+
+            def events() -> Iterator[bytes]:
+                yield _sse({"n": 0})
+                if mode == "nodone":
+                    yield _sse({"n": 1})
+                elif mode == "stall":
+                    time.sleep(3)
+                    yield b"data: [DONE]\n\n"
+                elif mode == "trickle":
+                    for i in range(50):  # bounded: 5 s
+                        time.sleep(0.1)
+                        yield _sse({"n": i})
+                    yield b"data: [DONE]\n\n"
+
+            if mode == "big":  # 200 MB non-streamed answer, generated piece by piece
+                piece = b"x" * (1 << 20)
+                return Response((piece for _ in range(200)), mimetype="application/json",
+                                headers={"Content-Length": str(200 << 20)})
+            if mode == "slowbody":  # a non-streamed body that trickles: 1 byte every 0.2 s
+                def slow() -> Iterator[bytes]:
+                    for _ in range(25):
+                        time.sleep(0.2)
+                        yield b" "
+                return Response(slow(), mimetype="application/json", headers={"Content-Length": "25"})
+            return Response(events(), mimetype="text/event-stream")
+
+        @app.get("/health")
+        def _health() -> Response:
+            return Response("ok")
+
+        self.srv = ServerThread(app)
+
+
+@pytest.fixture
+def odd() -> Iterator[Odd]:
+    o = Odd()
+    yield o
+    o.srv.stop()
+
+
+def _plain_router(url: str, **router: Any) -> tuple[ServerThread, Flask]:
+    from pickspin.config import parse_config
+
+    cfg = {"models": [{"name": "m", "tier": "small", "capability": {"low": 1, "medium": 1, "high": 1},
+                       "cost": {"per_1k_tokens": 0.01},
+                       "backends": [{"name": "real", "kind": "vllm", "url": url, "served_model_name": "m"}]}],
+           "router": {"probe_interval_s": 0.2, **router}}
+    app = create_app(parse_config(cfg))
+    return ServerThread(app), app
+
+
+def _stream_events(url: str, timeout: float = 20) -> tuple[list[str], float]:
+    t0 = time.monotonic()
+    with httpx.stream("POST", url + "/v1/chat/completions", json=chat(stream=True), timeout=timeout) as r:
+        assert r.status_code == 200
+        lines = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]
+    return lines, time.monotonic() - t0
+
+
+def test_backend_cannot_set_internal_headers(odd: Odd, stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    srv, app = _plain_router(odd.srv.url)
+    stop_after.append((srv, app))
+    r = httpx.post(srv.url + "/v1/chat/completions", json=chat())
+    assert r.status_code == 200
+    assert r.headers["X-PickSpin-Model"] == "m" and r.headers["X-PickSpin-Backend"] == "real"
+    assert "X-PickSpin-Simulated" not in r.headers and "X-Pickspin-Whatever" not in r.headers
+    assert r.headers["X-Backend-Own"] == "kept"
+
+
+def test_stream_ending_without_done_gets_an_error_event(odd: Odd,
+                                                        stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    import json
+
+    srv, app = _plain_router(odd.srv.url)
+    stop_after.append((srv, app))
+    odd.mode = "nodone"
+    lines, _ = _stream_events(srv.url)
+    assert json.loads(lines[0]) == {"n": 0} and json.loads(lines[1]) == {"n": 1}
+    assert json.loads(lines[-1])["error"]["code"] == "upstream_stream_incomplete"
+    odd.mode = "trickle"  # a complete stream is left alone
+    lines, _ = _stream_events(srv.url)
+    assert lines[-1] == "[DONE]"
+
+
+def test_stalled_stream_ends_by_the_idle_deadline(odd: Odd, stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    import json
+
+    srv, app = _plain_router(odd.srv.url, stream_idle_timeout_s=0.5)
+    stop_after.append((srv, app))
+    odd.mode = "stall"
+    lines, took = _stream_events(srv.url)
+    assert json.loads(lines[-1])["error"]["code"] == "upstream_idle_timeout"
+    assert took < 2.5  # the backend stalls for 3 s; without the idle deadline the stream would wait for it
+
+
+def test_trickling_stream_ends_by_the_total_deadline(odd: Odd, stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    import json
+
+    srv, app = _plain_router(odd.srv.url, total_timeout_s=1.0)
+    stop_after.append((srv, app))
+    odd.mode = "trickle"  # a chunk every 0.1 s for 5 s: never idle, always late
+    lines, took = _stream_events(srv.url)
+    assert json.loads(lines[-1])["error"]["code"] == "upstream_deadline"
+    assert 3 < len(lines) < 40 and took < 4.0
+
+
+def test_trickling_body_ends_by_the_total_deadline(odd: Odd, stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    srv, app = _plain_router(odd.srv.url, total_timeout_s=1.0, max_attempts=1)
+    stop_after.append((srv, app))
+    odd.mode = "slowbody"  # 5 s of body, a byte every 0.2 s
+    t0 = time.monotonic()
+    r = httpx.post(srv.url + "/v1/chat/completions", json=chat(), timeout=20)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - t0 < 4.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_a_200mb_answer_streams_through_with_bounded_memory(
+        odd: Odd, stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    import threading
+
+    srv, app = _plain_router(odd.srv.url)
+    stop_after.append((srv, app))
+    odd.mode = "big"
+    base = _rss_mb()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    got = 0
+    try:
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=chat(), timeout=60) as r:
+            assert r.status_code == 200
+            for part in r.iter_raw(1 << 16):
+                got += len(part)
+    finally:
+        done.set()
+        t.join(5)
+    assert got == 200 << 20
+    assert peak[0] - base < 80, f"RSS grew by {peak[0] - base:.0f} MB"  # buffering it would take >= 200 MB
