@@ -218,6 +218,10 @@ class Routing(_Strict):
 
 class RouterSettings(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A client must send its request head and a Content-Length body within this time (read by the
+    # server's event loop, so a slow client never holds a worker thread), and each read of a chunked
+    # body must make progress within it; slower clients are disconnected (or get a 408).
+    client_request_timeout_s: float = Field(default=10.0, gt=0)
     # Request bodies nested deeper than this (arrays/objects) are a 400, not a parser recursion error.
     max_json_depth: int = Field(default=128, ge=2, le=500)
     connect_timeout_s: float = Field(default=2.0, gt=0)

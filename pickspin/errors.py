@@ -17,6 +17,7 @@ _TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -99,13 +100,23 @@ def _read_body() -> bytes:
         if chunked and request.content_length is None and limit is not None:
             # No Content-Length to check up front: read at most one byte more than the limit from the
             # server's de-chunking stream ourselves (werkzeug would read an empty stream, or truncate).
-            raw: bytes = request.environ["wsgi.input"].read(limit + 1)
+            sock = request.environ.get("gunicorn.socket")
+            timeout = current_app.config.get("PICKSPIN_CLIENT_READ_TIMEOUT_S")
+            if sock is not None and timeout:
+                sock.settimeout(timeout)  # each read must make progress: a stalled client gets a 408
+            try:
+                raw: bytes = request.environ["wsgi.input"].read(limit + 1)
+            finally:
+                if sock is not None and timeout:
+                    sock.settimeout(None)
             if len(raw) > limit:
                 raise RequestEntityTooLarge()
             return raw
         return request.get_data(cache=False)
     except (APIError, RequestEntityTooLarge):
         raise
+    except TimeoutError:
+        raise APIError(408, "request body not received in time", code="request_timeout") from None
     except ClientDisconnected:
         raise APIError(400, "request body ended early (client disconnected or Content-Length too large)",
                        code="incomplete_body") from None

@@ -211,6 +211,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     matrix = config if isinstance(config, ServiceMatrix) else load_config(config)
     app = Flask("pickspin.router")
     app.config["MAX_CONTENT_LENGTH"] = matrix.router.max_body_bytes
+    app.config["PICKSPIN_CLIENT_READ_TIMEOUT_S"] = matrix.router.client_request_timeout_s
     app.json.sort_keys = False  # type: ignore[attr-defined]
     st = RouterState.build(matrix, classifier)
     app.extensions["pickspin"] = st
