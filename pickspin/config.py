@@ -24,6 +24,9 @@ Complexity = Literal["low", "medium", "high"]
 Tier = Literal["small", "medium", "large"]
 BackendKind = Literal["vllm", "tgi", "trtllm", "openai"]
 RoutingMode = Literal["keyword", "semantic", "hybrid"]
+#: The OpenAI APIs a model can serve (``Model.endpoints``).
+Endpoint = Literal["chat", "completions", "embeddings", "responses"]
+DEFAULT_ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions")
 
 ENV_CONFIG = "PICKSPIN_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
@@ -160,6 +163,10 @@ class Model(_Strict):
     cost: Cost
     scaling: Scaling = Scaling()
     backends: list[Backend] = Field(min_length=1)
+    # The OpenAI APIs (capabilities) its backends serve: an embedding model declares ["embeddings"];
+    # "responses" only for backends that implement POST /v1/responses. Routing only considers models
+    # that serve the request's API.
+    endpoints: list[Endpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS), min_length=1)
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Model:
