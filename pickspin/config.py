@@ -229,6 +229,9 @@ class RouterSettings(_Strict):
     # server's event loop, so a slow client never holds a worker thread), and each read of a chunked
     # body must make progress within it; slower clients are disconnected (or get a 408).
     client_request_timeout_s: float = Field(default=10.0, gt=0)
+    # The gunicorn gthread worker that gathers request heads in its event loop (pickspin/slowclient.py);
+    # false: gunicorn's stock gthread worker (a client that stalls mid-head then holds a thread).
+    slow_client_guard: bool = True
     # Request bodies nested deeper than this (arrays/objects) are a 400, not a parser recursion error.
     max_json_depth: int = Field(default=128, ge=2, le=500)
     connect_timeout_s: float = Field(default=2.0, gt=0)
