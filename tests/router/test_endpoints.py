@@ -144,3 +144,34 @@ def test_embeddings_validation(router: str, body: dict[str, Any], param: str) ->
 def test_responses_validation(router: str, body: dict[str, Any], param: str) -> None:
     r = httpx.post(router + "/v1/responses", json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+# -- the same SDK calls against the local stack's simulated backend -------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_router() -> Iterator[str]:
+    from tests.helpers import sim_server
+
+    with sim_server("sim-served", ttft_s=0.0, tpot_s=0.0) as s:
+        m = _model("sim-model", s.url, ["chat", "completions", "embeddings", "responses"])
+        m["backends"][0]["served_model_name"] = "sim-served"
+        m["backends"][0]["simulated"] = True
+        app = create_app(parse_config({"models": [m], "router": {"probe_interval_s": 0.5}}))
+        srv = ServerThread(app)
+        yield srv.url
+        srv.stop()
+        app.extensions["pickspin"].telemetry.stop()
+
+
+def test_sdk_against_the_simulated_backend(sim_router: str) -> None:
+    client = openai.OpenAI(base_url=sim_router + "/v1", api_key="unused", max_retries=0, timeout=10)
+    e = client.embeddings.create(model="auto", input=["a", "b", "c"])  # the SDK asks for base64
+    assert len(e.data) == 3 and len(e.data[0].embedding) == 16 and e.data[0].embedding != e.data[1].embedding
+    r = client.responses.create(model="sim-model", input="list three colours", max_output_tokens=5)
+    assert r.output_text.startswith("[simulated sim-served]")
+    events = list(client.responses.create(model="auto", input="define x", stream=True, max_output_tokens=3))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    deltas = "".join(ev.delta for ev in events if ev.type == "response.output_text.delta")
+    assert deltas.startswith("[simulated sim-served]")
+    chat = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+    assert chat.choices[0].message.content.startswith("[simulated")
