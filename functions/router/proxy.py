@@ -94,7 +94,10 @@ class Forwarder:
             ttft = time.perf_counter() - t0
             self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
             headers = self._response_headers(upstream, target, extra_headers)
-            sse = stream and upstream.status < 400
+            # an event stream: relayed as it comes, errors in-band (a backend that answers a stream request
+            # with a JSON body is passed through like any body)
+            sse = stream and upstream.status < 400 and \
+                (upstream.header("Content-Type") or "").startswith("text/event-stream")
             if not sse and upstream.done:
                 upstream.release()
                 self._finish(target, t0, ttft, upstream.status, complexity, inflight)
@@ -104,8 +107,7 @@ class Forwarder:
                 length = upstream.header("Content-Length")
                 if length is not None:
                     headers["Content-Length"] = length
-            expect_done = sse and path in DONE_TERMINATED_PATHS and \
-                (upstream.header("Content-Type") or "").startswith("text/event-stream")
+            expect_done = sse and path in DONE_TERMINATED_PATHS
             return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight, sse=sse,
                                         expect_done=expect_done),
                             status=upstream.status, headers=headers, direct_passthrough=True)
