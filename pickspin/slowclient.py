@@ -25,6 +25,7 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE)
 _HEAD_LIMIT = 64 * 1024  # more than gunicorn's own limits on request line + headers
 
 
@@ -35,8 +36,8 @@ def request_complete(buf: bytes, max_prebuffer: int) -> bool:
     if end < 0:
         return len(buf) > _HEAD_LIMIT  # let gunicorn's parser refuse it
     m = _CONTENT_LENGTH.search(buf, 0, end + 2)
-    if m is None:
-        return True
+    if m is None or _EXPECT_CONTINUE.search(buf, 0, end + 2):
+        return True  # no body to wait for, or the client waits for "100 Continue" before sending it
     n = int(m.group(1))
     return n > max_prebuffer or len(buf) - (end + 4) >= n
 

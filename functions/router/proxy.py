@@ -92,6 +92,7 @@ class Forwarder:
                 last = a
                 continue
             ttft = time.perf_counter() - t0
+            self.telemetry.answered(b.name)
             self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
             headers = self._response_headers(upstream, target, extra_headers)
             # an event stream: relayed as it comes, errors in-band (a backend that answers a stream request
@@ -137,7 +138,7 @@ class Forwarder:
         if r.status >= 500:
             # only a snippet for the message, and no waiting for a body that hangs: fail over now
             try:
-                r.settimeout(min(st.connect_timeout_s, st.stream_idle_timeout_s))
+                r.settimeout(min(st.connect_timeout_s, st.stream_idle_timeout_s, 0.5))
                 text = r.read1(200)
             except UpstreamError:
                 text = b""

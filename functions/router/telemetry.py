@@ -187,6 +187,21 @@ class Telemetry:
                                         consecutive_failures=consecutive))
         self._notify(name, event)
 
+    def answered(self, name: str) -> None:
+        """The backend answered with a status below 500: a half-open trial has succeeded, so the circuit
+        closes now rather than when a long stream ends (lock-free unless the circuit is half-open)."""
+        if self.snapshot[name].circuit != HALF_OPEN:
+            return
+        event = None
+        with self._lock:
+            st = self._state[name]
+            s = st.stats
+            if s.circuit == HALF_OPEN:
+                st.outcomes.clear()
+                event = (HALF_OPEN, CLOSED, "trial request answered")
+                self._publish(name, replace(s, circuit=CLOSED, trials=0, error_rate=0.0, consecutive_failures=0))
+        self._notify(name, event)
+
     def _notify(self, name: str, event: tuple[str, str, str] | None) -> None:
         if event is None:
             return

@@ -337,3 +337,44 @@ def test_a_200mb_answer_streams_through_with_bounded_memory(
     assert got == 200 << 20
     print(f"RSS growth while relaying a 200 MB answer: {peak[0] - base:.0f} MB")
     assert peak[0] - base < 80, f"RSS grew by {peak[0] - base:.0f} MB"  # buffering it would take >= 200 MB
+
+
+def test_a_500_whose_body_hangs_fails_over_at_once(stop_after: list[tuple[ServerThread, Flask]]) -> None:
+    import socket as socketlib
+    import threading
+
+    # a raw backend: 500 status and headers promising a body that never comes
+    lsock = socketlib.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    held: list[socketlib.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            held.append(c)
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000\r\n\r\n{")
+
+    threading.Thread(target=serve, daemon=True).start()
+    good = Flaky()
+    try:
+        srv, app = _router({"small": [f"http://127.0.0.1:{lsock.getsockname()[1]}", good.url]},
+                           active_probes=False, first_byte_timeout_s=10)
+        stop_after.append((srv, app))
+        t0 = time.monotonic()
+        r = httpx.post(srv.url + "/v1/chat/completions", json=chat(), timeout=30)
+        took = time.monotonic() - t0
+        assert r.status_code == 200 and r.headers["X-PickSpin-Backend"] == "small-b1"
+        assert took < 3.0, took  # not the 10 s first-byte timeout
+        assert 'pickspin_upstream_retries_total{backend="small-b0",reason="status_5xx"} 1.0' in \
+            httpx.get(srv.url + "/metrics").text
+    finally:
+        lsock.close()
+        for c in held:
+            c.close()
+        good.srv.stop()

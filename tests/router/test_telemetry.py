@@ -222,3 +222,17 @@ def test_half_open_admits_the_configured_number_of_trials() -> None:
     t.end("b", ok=True)
     assert t.snapshot["b"].circuit == "closed"
 
+
+
+def test_a_trial_that_answers_closes_the_circuit_before_its_stream_ends() -> None:
+    clock = Clock()
+    t = make(clock, breaker_consecutive_failures=1, breaker_cooldown_s=1.0)
+    _fail(t)
+    clock.t += 1
+    assert t.begin("b")  # the trial: a long stream
+    t.answered("b")  # its first byte came with a 200
+    assert t.snapshot["b"].circuit == "closed"
+    assert t.begin("b")  # other requests flow while the stream goes on
+    t.end("b", ok=True)
+    t.end("b", ok=True)
+    assert t.snapshot["b"].circuit == "closed" and t.snapshot["b"].inflight == 0
