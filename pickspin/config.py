@@ -228,7 +228,7 @@ class RouterSettings(_Strict):
     # A client must send its request head and a Content-Length body within this time (read by the
     # server's event loop, so a slow client never holds a worker thread), and each read of a chunked
     # body must make progress within it; slower clients are disconnected (or get a 408).
-    client_request_timeout_s: float = Field(default=10.0, gt=0)
+    client_request_timeout_s: float = Field(default=30.0, gt=0)
     # The gunicorn gthread worker that gathers request heads in its event loop (pickspin/slowclient.py);
     # false: gunicorn's stock gthread worker (a client that stalls mid-head then holds a thread).
     slow_client_guard: bool = True
@@ -237,11 +237,13 @@ class RouterSettings(_Strict):
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Time allowed until the backend's first byte (covers queueing and prefill).
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
-    # After the first byte: the longest silence allowed between two reads of a stream or a body.
-    stream_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # After the first byte: the longest silence allowed between two reads of a stream or a body
+    # (generous: a vLLM sequence that is preempted and recomputed pauses its stream).
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     # The whole upstream exchange (connect to last byte), streams included; a stream cut by it ends
-    # with an in-band error event.
-    total_timeout_s: float = Field(default=900.0, gt=0)
+    # with an in-band error event. Keep it above the platform's own request timeout (Knative's
+    # timeoutSeconds: 600 by default, 1800 in helm/examples/gpu-values.yaml), or the router cuts first.
+    total_timeout_s: float = Field(default=3600.0, gt=0)
     # A non-streamed answer up to this size is read whole before the client sees a byte (so a body that
     # breaks fails over); a larger one is streamed through in 64 KiB pieces: memory stays bounded.
     max_buffered_response_bytes: int = Field(default=1_048_576, ge=65536)

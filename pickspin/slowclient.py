@@ -45,7 +45,7 @@ def request_complete(buf: bytes, max_prebuffer: int) -> bool:
 class GuardedThreadWorker(ThreadWorker):
     """Set in the master (class attributes reach the forked workers)."""
 
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
     max_prebuffer_bytes: int = 1 << 20
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
