@@ -50,12 +50,14 @@ class GuardedThreadWorker(ThreadWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.gathering: deque[Any] = deque()  # sorted by deadline: every entry gets the same offset
+        self.gathering: deque[Any] = deque()  # connections whose request is still coming in
 
     # -- connections wait in the event loop until their request is in --------------------------
     def _gather(self, conn: Any) -> None:
         conn.prebuf = bytearray()
-        conn.timeout = time.monotonic() + self.request_timeout_s
+        now = time.monotonic()
+        # a stopping worker waits for a request on its way only briefly, as for kept-alive connections
+        conn.timeout = now + (self.request_timeout_s if self.alive else min(self.request_timeout_s, 2.0))
         conn.sock.setblocking(False)
         self.gathering.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
@@ -109,8 +111,14 @@ class GuardedThreadWorker(ThreadWorker):
     def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
-        while self.gathering and self.gathering[0].timeout <= now:
-            self._drop(self.gathering[0])
+        for conn in [c for c in self.gathering if c.timeout <= now]:
+            self._drop(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: connections still sending their request get as long as kept-alive ones."""
+        super()._cap_keepalive(deadline)
+        for conn in self.gathering:
+            conn.timeout = min(conn.timeout, deadline)
 
     # -- in the thread: the bytes gathered go to the parser first --------------------------------
     def handle(self, conn: Any) -> Any:

@@ -104,3 +104,28 @@ def test_expect_100_continue_is_answered_before_the_body(router_addr: tuple[str,
         while chunk := s.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
+
+
+def test_a_silent_client_does_not_hold_up_a_graceful_stop(tmp_path: Path) -> None:
+    with sim_server("small-served", ttft_s=0.0, tpot_s=0.0) as s:
+        cfg = {"models": [{"name": "small-model", "tier": "small",
+                           "capability": {"low": 1, "medium": 0.5, "high": 0.1}, "cost": {"per_1k_tokens": 0.01},
+                           "backends": [{"name": "s0", "kind": "vllm", "url": s.url,
+                                         "served_model_name": "small-served"}]}]}
+        p = tmp_path / "m.yaml"
+        p.write_text(yaml.safe_dump(cfg))
+        port = free_port()
+        proc = subprocess.Popen(pickspin_cmd("router", "--config", str(p), "--port", str(port), "--workers", "1"),
+                                env=subprocess_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60, proc=proc, interval=0.05)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
+                silent.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")  # and nothing more (30 s allowed)
+                time.sleep(0.3)
+                t0 = time.monotonic()
+                terminate_group(proc, timeout=20)  # SIGTERM: gunicorn's graceful stop (up to 30 s)
+                took = time.monotonic() - t0
+            assert took < 8, f"graceful stop took {took:.1f} s"
+        finally:
+            terminate_group(proc)
