@@ -358,7 +358,12 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     @app.post("/v1/route")
     def route() -> Response:
         body = json_object_body(max_depth=st.matrix.router.max_json_depth)
-        kind = "completion" if "prompt" in body and "messages" not in body else "chat"
+        if "messages" in body:
+            kind = "chat"
+        elif "prompt" in body:
+            kind = "completion"
+        else:  # a Responses API body ({"input": ...}); without any of the three, chat says what is missing
+            kind = "responses" if "input" in body else "chat"
         return jsonify(decide_request(st, body, kind).report())
 
     @app.get("/v1/models")
