@@ -126,17 +126,17 @@ class Telemetry:
                 event = (OPEN, HALF_OPEN, "cooldown over; admitting a trial request")
                 s = replace(s, circuit=HALF_OPEN, trials=0)
                 trials = 0
-            if s.circuit == HALF_OPEN:
-                if trials >= self.settings.breaker_half_open_requests:
-                    self._publish(name, s)
-                    self._notify(name, event)
-                    return False
-                trials += 1
-            st.used_at = now
-            # a request on its way wakes a backend at zero; later ones need not pay the cold start again
-            self._publish(name, replace(s, inflight=s.inflight + 1, cold=False, trials=trials))
+            admitted = s.circuit != HALF_OPEN or trials < self.settings.breaker_half_open_requests
+            if admitted:
+                if s.circuit == HALF_OPEN:
+                    trials += 1
+                st.used_at = now
+                # a request on its way wakes a backend at zero; later ones need not pay the cold start again
+                s = replace(s, inflight=s.inflight + 1, cold=False, trials=trials)
+            if admitted or event is not None:
+                self._publish(name, s)
         self._notify(name, event)
-        return True
+        return admitted
 
     def end(self, name: str, *, ok: bool, latency_s: float | None = None, ttft_s: float | None = None,
             mark_down: bool = False) -> None:
