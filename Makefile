@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install lock run test lint bench bench-router bench-scorer bench-scaler bench-routing sim model \
+.PHONY: install lock run test lint bench bench-router bench-decision bench-scorer bench-scaler bench-routing sim model \
         helm-lint kind-up deploy e2e kind-down architecture clean system-deps
 
 # ---- install (idempotent) -----------------------------------------------------------------
@@ -53,12 +53,16 @@ lint: install
 	$(BIN)/mypy pickspin functions keda-scaler/pickspin_scaler stack bench model scripts
 
 # ---- benchmarks (bounded; results in bench/results/) -------------------------------------
-bench: bench-router bench-scorer bench-scaler bench-routing
+bench: bench-router bench-decision bench-scorer bench-scaler bench-routing
 
 bench-router: install
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
 	  || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null)
 	$(BIN)/python bench/bench_router.py
+
+# The routing decision's own cost (classify + rank, us p50/p99, 4 -> 32 candidates) and auto vs named model.
+bench-decision: install
+	$(BIN)/python bench/bench_decision.py
 
 bench-scorer: install
 	$(BIN)/python bench/bench_scorer.py

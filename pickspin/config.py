@@ -24,6 +24,9 @@ Complexity = Literal["low", "medium", "high"]
 Tier = Literal["small", "medium", "large"]
 BackendKind = Literal["vllm", "tgi", "trtllm", "openai"]
 RoutingMode = Literal["keyword", "semantic", "hybrid"]
+#: The OpenAI APIs a model can serve (``Model.endpoints``).
+Endpoint = Literal["chat", "completions", "embeddings", "responses"]
+DEFAULT_ENDPOINTS: tuple[Endpoint, ...] = ("chat", "completions")
 
 ENV_CONFIG = "PICKSPIN_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "local.yaml"
@@ -170,6 +173,10 @@ class Model(_Strict):
     cost: Cost
     scaling: Scaling = Scaling()
     backends: list[Backend] = Field(min_length=1)
+    # The OpenAI APIs (capabilities) its backends serve: an embedding model declares ["embeddings"];
+    # "responses" only for backends that implement POST /v1/responses. Routing only considers models
+    # that serve the request's API.
+    endpoints: list[Endpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS), min_length=1)
 
     @model_validator(mode="after")
     def _unique_backends(self) -> Model:
@@ -236,9 +243,28 @@ class Routing(_Strict):
 
 class RouterSettings(_Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A client must send its request head and a Content-Length body within this time (read by the
+    # server's event loop, so a slow client never holds a worker thread), and each read of a chunked
+    # body must make progress within it; slower clients are disconnected (or get a 408).
+    client_request_timeout_s: float = Field(default=30.0, gt=0)
+    # The gunicorn gthread worker that gathers request heads in its event loop (pickspin/slowclient.py);
+    # false: gunicorn's stock gthread worker (a client that stalls mid-head then holds a thread).
+    slow_client_guard: bool = True
+    # Request bodies nested deeper than this (arrays/objects) are a 400, not a parser recursion error.
+    max_json_depth: int = Field(default=128, ge=2, le=500)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Time allowed until the backend's first byte (covers queueing and prefill).
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    # After the first byte: the longest silence allowed between two reads of a stream or a body
+    # (generous: a vLLM sequence that is preempted and recomputed pauses its stream).
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # The whole upstream exchange (connect to last byte), streams included; a stream cut by it ends
+    # with an in-band error event. Keep it above the platform's own request timeout (Knative's
+    # timeoutSeconds: 600 by default, 1800 in helm/examples/gpu-values.yaml), or the router cuts first.
+    total_timeout_s: float = Field(default=3600.0, gt=0)
+    # A non-streamed answer up to this size is read whole before the client sees a byte (so a body that
+    # breaks fails over); a larger one is streamed through in 64 KiB pieces: memory stays bounded.
+    max_buffered_response_bytes: int = Field(default=1_048_576, ge=65536)
     max_attempts: int = Field(default=3, ge=1, le=10)
     # Active probes GET each backend's health path. Turn them off on Knative: a probe would wake a
     # backend scaled to zero. Then health is passive: a failed backend is skipped for down_cooldown_s.
@@ -253,6 +279,14 @@ class RouterSettings(_Strict):
     latency_half_life_s: float | None = Field(default=None, gt=0)
     error_window: int = Field(default=20, ge=1)
     max_error_rate: float = Field(default=0.5, gt=0, le=1)
+    # Circuit breaker per backend (functions/router/telemetry.py), driven by real traffic so it works with
+    # active probes off: open on this many failures in a row, or on an error rate over max_error_rate once
+    # the error window holds at least breaker_min_samples outcomes (at most error_window); after breaker_cooldown_s let
+    # breaker_half_open_requests real requests through as trials; close on a trial's success.
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_min_samples: int = Field(default=10, ge=1)
+    breaker_cooldown_s: float = Field(default=1.0, gt=0)
+    breaker_half_open_requests: int = Field(default=1, ge=1)
     retry_after_s: int = Field(default=2, ge=1)
     # Bearer tokens; empty list = auth off. api_keys_env names an env var with comma-separated keys.
     api_keys: list[str] = Field(default_factory=list)

@@ -26,6 +26,8 @@ UPSTREAM_RETRIES = "pickspin_upstream_retries_total"  # {backend, reason}
 CLASSIFIER_FALLBACKS = "pickspin_classifier_fallbacks_total"  # {reason}
 BACKEND_UP = "pickspin_backend_up"  # gauge {backend}
 DOWNGRADES = "pickspin_downgrades_total"  # {from_model, to_model}: the best model was not ready in budget
+BACKEND_CIRCUIT = "pickspin_backend_circuit_state"  # gauge {backend}: 0 closed, 1 half-open, 2 open
+CIRCUIT_TRANSITIONS = "pickspin_circuit_transitions_total"  # {backend, to}: breaker state changes
 
 #: Placeholders a PromQL template may use: ``${model}`` (label value), ``${window}`` and ``${idle}``
 #: (range durations such as ``300s``), ``${namespace}`` (the scaler's ``metricsNamespace``, empty if unset).

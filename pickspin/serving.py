@@ -44,17 +44,29 @@ def serve(
     timeout: int = 0,
     graceful_timeout: int = 30,
     name: str = "pickspin",
+    client_timeout_s: float | None = None,
+    max_prebuffer_bytes: int = 1 << 20,
 ) -> None:
+    """``client_timeout_s`` (gthread only): read each request's head and Content-Length body in the event
+    loop and close a client that has not sent them within that time, so slow clients never hold a
+    worker thread (pickspin/slowclient.py)."""
     from gunicorn.app.base import BaseApplication
 
     prepare_multiprocess_metrics(workers)
+    worker_cls = worker_class
+    if worker_class == "gthread" and client_timeout_s is not None:
+        from pickspin.slowclient import GuardedThreadWorker
+
+        GuardedThreadWorker.request_timeout_s = client_timeout_s
+        GuardedThreadWorker.max_prebuffer_bytes = max_prebuffer_bytes
+        worker_cls = "pickspin.slowclient.GuardedThreadWorker"
 
     class _App(BaseApplication):
         def load_config(self) -> None:
             opts: dict[str, Any] = {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                "worker_class": worker_class,
+                "worker_class": worker_cls,
                 "threads": threads if worker_class == "gthread" else 1,
                 "worker_connections": 1000,
                 # 0 = no worker timeout: long generations stream for minutes.

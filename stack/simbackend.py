@@ -1,6 +1,7 @@
 """A SIMULATED vLLM server, standing in for model tiers too large for this machine.
 
-OpenAI-compatible (chat and text completions, streaming), with vLLM's behaviour where it matters
+OpenAI-compatible (chat and text completions, streaming; embeddings and the Responses API, as vLLM
+serves them), with vLLM's behaviour where it matters
 for routing and scaling: a time to first token and a time per output token that grow with model
 size and batch, a concurrency limit (``--max-num-seqs``) with a FIFO waiting queue, and vLLM's
 metric names (``vllm:num_requests_running``, ``vllm:num_requests_waiting``,
@@ -17,8 +18,11 @@ marks it ``"simulated": true`` and responses carry ``X-PickSpin-Simulated: true`
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import random
+import struct
 import threading
 import time
 import uuid
@@ -116,6 +120,17 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
     else:
         text = str(body.get("prompt", ""))
     return max(1, len(text) // 4)
+
+
+EMBED_DIM = 16
+
+
+def _embedding(text: str, dim: int) -> list[float]:
+    """A deterministic unit vector for ``text`` (no meaning: this backend is a simulation)."""
+    raw = hashlib.sha256(text.encode()).digest() * (dim // 32 + 1)
+    vec = [b / 255.0 - 0.5 for b in raw[:dim]]
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [v / norm for v in vec]
 
 
 def create_sim_app(spec: SimSpec) -> Flask:
@@ -227,6 +242,57 @@ def create_sim_app(spec: SimSpec) -> Flask:
     @app.post("/v1/completions")
     def completions() -> Response:
         return generate(body(), chat=False)
+
+    @app.post("/v1/embeddings")
+    def embeddings() -> Response:
+        b = body()
+        if not isinstance(b, dict) or "input" not in b:
+            raise APIError(400, "'input' is required", param="input")
+        inputs = b["input"] if isinstance(b["input"], list) and b["input"] and not isinstance(b["input"][0], int) \
+            else [b["input"]]
+        dim = b.get("dimensions") or EMBED_DIM
+        data = []
+        for i, x in enumerate(inputs):
+            vec = _embedding(json.dumps(x), dim)
+            emb: Any = vec
+            if b.get("encoding_format") == "base64":
+                emb = base64.b64encode(struct.pack(f"<{dim}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        toks = sum(max(1, len(json.dumps(x)) // 4) for x in inputs)
+        return jsonify({"object": "list", "data": data, "model": spec.model, "simulated": True,
+                        "usage": {"prompt_tokens": toks, "total_tokens": toks}})
+
+    @app.post("/v1/responses")
+    def responses() -> Response:
+        b = body()
+        if not isinstance(b, dict) or "input" not in b:
+            raise APIError(400, "'input' is required", param="input")
+        n = min(int(b.get("max_output_tokens") or spec.default_max_tokens), spec.max_max_tokens)
+        text = " ".join([f"[simulated {spec.model}]"] + [_WORDS[i % len(_WORDS)] for i in range(n - 1)])
+        rid, mid = "resp_" + uuid.uuid4().hex[:24], "msg_" + uuid.uuid4().hex[:24]
+        part = {"type": "output_text", "text": text, "annotations": []}
+        done = {"id": rid, "object": "response", "created_at": int(time.time()), "model": spec.model,
+                "status": "completed", "simulated": True, "parallel_tool_calls": True, "tool_choice": "auto",
+                "tools": [], "output": [{"type": "message", "id": mid, "role": "assistant", "status": "completed",
+                                         "content": [part]}],
+                "usage": {"input_tokens": 1, "output_tokens": n, "total_tokens": n + 1}}
+        if not b.get("stream"):
+            return jsonify(done)
+
+        def events() -> Iterator[bytes]:
+            seq = iter(range(1 << 30))
+
+            def ev(kind: str, **fields: Any) -> bytes:
+                return (f"event: {kind}\ndata: ".encode()
+                        + json.dumps({"type": kind, "sequence_number": next(seq), **fields}).encode() + b"\n\n")
+
+            yield ev("response.created", response={**done, "status": "in_progress", "output": []})
+            for w in text.split(" "):
+                yield ev("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=w + " ")
+            yield ev("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text)
+            yield ev("response.completed", response=done)
+
+        return Response(events(), mimetype="text/event-stream")
 
     @app.get("/v1/models")
     def models() -> Response:

@@ -17,7 +17,7 @@ from tests.helpers import REPO, trio_matrix
 
 ROUTER_METRICS = {contract.REQUESTS_TOTAL, contract.REQUEST_DURATION, contract.TTFT, contract.INFLIGHT,
                   contract.DECISION_DURATION, contract.UPSTREAM_RETRIES, contract.CLASSIFIER_FALLBACKS,
-                  contract.BACKEND_UP, contract.DOWNGRADES}
+                  contract.BACKEND_UP, contract.DOWNGRADES, contract.BACKEND_CIRCUIT, contract.CIRCUIT_TRANSITIONS}
 
 
 def _base(sample: str) -> str:

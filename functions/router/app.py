@@ -10,6 +10,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,18 @@ from .classifiers import Classifier, Estimate, build_classifier, classifier_read
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
-from .telemetry import BackendStats, Clock, Telemetry
+from .telemetry import CIRCUIT_STATES, BackendStats, Clock, Telemetry
 from .waiting import STRICT, Waker, choose
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 ROUTER_FIELDS = ("profile", "max_wait_s")  # body fields the router consumes and does not forward
+ENDPOINTS = ("chat", "completions", "embeddings", "responses")
+_ENDPOINT_PATH = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings",
+                  "responses": "/v1/responses"}
+_KIND_ENDPOINT = {"chat": "chat", "completion": "completions", "responses": "responses"}
+#: Embeddings have no prompt to classify: every class equally likely (relevance = mean capability).
+NEUTRAL_ESTIMATE = Estimate("medium", {"low": 1 / 3, "medium": 1 / 3, "high": 1 / 3}, 1 / 3, "none")
 
 
 @dataclass
@@ -41,6 +48,7 @@ class RouterState:
     forwarder: Forwarder
     candidates: list[Candidate]
     by_model: dict[str, list[Candidate]]
+    by_endpoint: dict[str, list[Candidate]]
     targets: dict[tuple[str, str], Target]
     api_keys: frozenset[str]
     waker: Waker
@@ -48,8 +56,9 @@ class RouterState:
     @classmethod
     def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None, *,
               clock: Clock = time.monotonic) -> RouterState:
-        telemetry = Telemetry.for_matrix(matrix, clock=clock)
         metrics = RouterMetrics(CollectorRegistry(auto_describe=True))
+        telemetry = Telemetry.for_matrix(matrix, clock=clock)
+        telemetry.on_circuit = lambda name, old, new, why: metrics.circuit_transitions.labels(name, new).inc()
         pool = max(8, sum(b.max_concurrency for m in matrix.models for b in m.backends))
         cands = candidates_of(matrix)
         return cls(
@@ -60,6 +69,7 @@ class RouterState:
             forwarder=Forwarder(matrix.router, telemetry, metrics, pool_size=pool),
             candidates=cands,
             by_model={m.name: [c for c in cands if c.model.name == m.name] for m in matrix.models},
+            by_endpoint={e: [c for c in cands if e in c.model.endpoints] for e in ENDPOINTS},
             targets={(c.model.name, c.backend.name): Target(c.model, c.backend) for c in cands},
             api_keys=matrix.api_keys(),
             waker=Waker([c.backend for c in cands], telemetry, matrix.router.cold_start_timeout_s),
@@ -92,8 +102,66 @@ def _text_of(content: Any, param: str) -> str:
     raise APIError(400, f"{param} must be a string or a list of content parts", param=param)
 
 
+def responses_text(body: dict[str, Any]) -> str:
+    """The text to classify in a Responses API request: ``input`` as a string, or the last user message
+    of an ``input`` item list (string content, or its ``input_text`` / ``text`` parts)."""
+    inp = body.get("input")
+    if inp is None:
+        raise APIError(400, "'input' is required", param="input", code="missing_field")
+    if isinstance(inp, str):
+        return inp
+    if not isinstance(inp, list) or not inp:
+        raise APIError(400, "'input' must be a string or a non-empty array of input items", param="input")
+    text = ""
+    for i, item in enumerate(inp):
+        if not isinstance(item, dict):
+            raise APIError(400, f"input[{i}] must be an object", param=f"input[{i}]")
+        if item.get("role") != "user":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            parts = []
+            for j, part in enumerate(content):
+                if not isinstance(part, dict):
+                    raise APIError(400, f"input[{i}].content[{j}] must be an object", param=f"input[{i}].content[{j}]")
+                if part.get("type") in ("input_text", "text") and isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+            text = "\n".join(parts)
+        else:
+            raise APIError(400, f"input[{i}].content must be a string or a list of content parts",
+                           param=f"input[{i}].content")
+    return text
+
+
+def check_embeddings_body(body: dict[str, Any]) -> None:
+    """OpenAI's embeddings request: ``input`` is a string, an array of strings, an array of token ids,
+    or an array of arrays of token ids; never empty."""
+    inp = body.get("input")
+    if inp is None:
+        raise APIError(400, "'input' is required", param="input", code="missing_field")
+
+    def tokens(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
+
+    ok = (isinstance(inp, str) and inp != "") or tokens(inp) or (
+        isinstance(inp, list) and bool(inp) and (all(isinstance(x, str) and x for x in inp)
+                                                 or all(tokens(x) for x in inp)))
+    if not ok:
+        raise APIError(400, "'input' must be a non-empty string, an array of non-empty strings, an array of "
+                            "token ids or an array of token-id arrays", param="input")
+    if "encoding_format" in body and body["encoding_format"] not in ("float", "base64"):
+        raise APIError(400, "'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+    d = body.get("dimensions")
+    if d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1):
+        raise APIError(400, "'dimensions' must be a positive integer", param="dimensions")
+
+
 def prompt_text(body: dict[str, Any], kind: str) -> str:
-    """The text to classify: the last user message (chat) or the prompt (completions)."""
+    """The text to classify: the last user message (chat, responses) or the prompt (completions)."""
+    if kind == "responses":
+        return responses_text(body)
     if kind == "chat":
         msgs = body.get("messages")
         if msgs is None:
@@ -126,10 +194,11 @@ def _check_common(body: dict[str, Any]) -> None:
         raise APIError(400, "'model' must be a string", param="model")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise APIError(400, "'stream' must be a boolean", param="stream")
-    if "max_tokens" in body and body["max_tokens"] is not None and (
-        not isinstance(body["max_tokens"], int) or isinstance(body["max_tokens"], bool) or body["max_tokens"] < 1
-    ):
-        raise APIError(400, "'max_tokens' must be a positive integer", param="max_tokens")
+    for field in ("max_tokens", "max_output_tokens"):
+        if field in body and body[field] is not None and (
+            not isinstance(body[field], int) or isinstance(body[field], bool) or body[field] < 1
+        ):
+            raise APIError(400, f"'{field}' must be a positive integer", param=field)
 
 
 # -- the decision (no I/O) ----------------------------------------------------------------------
@@ -141,6 +210,7 @@ class Decision:
     profile: Profile
     table: list[Scored]
     requested_model: str | None
+    snapshot: Mapping[str, BackendStats] | None = None  # the telemetry the table was ranked on
     max_wait_s: float | None = None  # the wait budget applied (None: none)
     downgraded_from: str | None = None  # the best model, when it was not ready within the budget
     wake: str | None = None  # backend to wake in the background
@@ -163,37 +233,58 @@ class Decision:
             "max_wait_s": None if self.max_wait_s is None else ("strict" if math.isinf(self.max_wait_s)
                                                                 else self.max_wait_s),
             "downgraded_from": self.downgraded_from,
-            "candidates": [s.as_dict() for s in self.table],
+            "candidates": [{**s.as_dict(), **self._circuit(s.backend)} for s in self.table],
         }
+
+    def _circuit(self, backend: str) -> dict[str, Any]:
+        st = None if self.snapshot is None else self.snapshot.get(backend)
+        if st is None:
+            return {}
+        return {"circuit": circuit_info(st)}
 
 
 def decide(st: RouterState, text: str, profile: str, model: str | None = None, *,
-           estimate: Estimate | None = None, max_wait_s: float | None = None) -> Decision:
+           estimate: Estimate | None = None, endpoint: str = "chat", max_wait_s: float | None = None) -> Decision:
     """Pick for one prompt: classify ``text`` (unless ``estimate`` is given) and rank the candidates of
-    ``model`` (None or "auto": every model) under the operator ``profile`` on the telemetry snapshot,
-    within the wait budget (``max_wait_s``, else the profile's, else the router's; see waiting.py).
+    ``model`` (None or "auto": every model that serves ``endpoint``) under the operator ``profile`` on
+    the telemetry snapshot, within the wait budget (``max_wait_s``, else the profile's, else the
+    router's; see waiting.py).
 
     No request I/O: the HTTP views, ``pickspin route`` and the simulator all call it. Unknown model 404,
-    unknown profile 400, as :class:`APIError`.
+    unknown profile 400, a model (or no model at all) that does not serve ``endpoint`` 400, as
+    :class:`APIError`.
     """
     requested = None if model in (None, "", "auto") else model
     if requested is not None and requested not in st.by_model:
         raise APIError(404, f"model {requested!r} does not exist; see GET /v1/models", param="model",
                        code="model_not_found")
+    path = _ENDPOINT_PATH.get(endpoint, endpoint)
+    if requested is not None:
+        served = st.by_model[requested][0].model.endpoints
+        if endpoint not in served:
+            raise APIError(400, f"model {requested!r} does not support {path} (it serves "
+                                f"{', '.join(_ENDPOINT_PATH[e] for e in served)}); see GET /v1/models",
+                           param="model", code="unsupported_endpoint")
+    elif not st.by_endpoint.get(endpoint):
+        raise APIError(400, f"no model here supports {path}; declare one with endpoints: [{endpoint}]",
+                       param="model", code="unsupported_endpoint")
     prof = st.matrix.profiles.get(profile)
     if prof is None:
         raise APIError(400, f"unknown profile {profile!r}; have {sorted(st.matrix.profiles)}", param="profile",
                        code="unknown_profile")
     t0 = time.perf_counter()
     est = estimate or st.classifier.classify(text)
-    cands = st.candidates if requested is None else st.by_model[requested]
+    cands = st.by_endpoint[endpoint] if requested is None else st.by_model[requested]
+    snap = st.telemetry.snapshot
+    # the circuit breaker (telemetry) decides on error rates, with a minimum sample count and recovery
+    kw: dict[str, Any] = {"max_error_rate": None, "now": st.telemetry.clock(),
+                          "half_open_requests": st.matrix.router.breaker_half_open_requests}
     budget = next((b for b in (max_wait_s, prof.max_wait_s, st.matrix.router.max_wait_s) if b is not None), None)
     if budget is None:
-        table = rank(cands, st.telemetry.snapshot, est, prof, max_error_rate=st.matrix.router.max_error_rate)
-        d = Decision(est, profile, prof, table, requested)
+        d = Decision(est, profile, prof, rank(cands, snap, est, prof, **kw), requested, snap)
     else:
-        ch = choose(cands, st.telemetry.snapshot, est, prof, budget, max_error_rate=st.matrix.router.max_error_rate)
-        d = Decision(est, profile, prof, ch.table, requested, budget, ch.downgraded_from, ch.wake)
+        ch = choose(cands, snap, est, prof, budget, **kw)
+        d = Decision(est, profile, prof, ch.table, requested, snap, budget, ch.downgraded_from, ch.wake)
     st.metrics.decision.observe(time.perf_counter() - t0)
     return d
 
@@ -220,12 +311,17 @@ def _max_wait(body: dict[str, Any]) -> float | None:
 def decide_request(st: RouterState, body: dict[str, Any], kind: str) -> Decision:
     """Validate an OpenAI request body and decide for it; the profile comes from the
     ``X-PickSpin-Profile`` header, the ``profile`` field or the config's default."""
-    text = prompt_text(body, kind)
+    if kind == "embeddings":
+        check_embeddings_body(body)
+        text, estimate = "", NEUTRAL_ESTIMATE
+    else:
+        text, estimate = prompt_text(body, kind), None
     _check_common(body)
     profile = request.headers.get("X-PickSpin-Profile") or body.get("profile") or st.matrix.routing.default_profile
     if not isinstance(profile, str):
         raise APIError(400, "'profile' must be a string", param="profile")
-    return decide(st, text, profile, body.get("model"), max_wait_s=_max_wait(body))
+    return decide(st, text, profile, body.get("model"), estimate=estimate,
+                  endpoint=_KIND_ENDPOINT.get(kind, kind), max_wait_s=_max_wait(body))
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -235,6 +331,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     matrix = config if isinstance(config, ServiceMatrix) else load_config(config)
     app = Flask("pickspin.router")
     app.config["MAX_CONTENT_LENGTH"] = matrix.router.max_body_bytes
+    app.config["PICKSPIN_CLIENT_READ_TIMEOUT_S"] = matrix.router.client_request_timeout_s
     app.json.sort_keys = False  # type: ignore[attr-defined]
     st = RouterState.build(matrix, classifier)
     app.extensions["pickspin"] = st
@@ -258,7 +355,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         return resp
 
     def _proxy(path: str, kind: str) -> Response:
-        body = json_object_body()
+        body = json_object_body(max_depth=st.matrix.router.max_json_depth)
         d = decide_request(st, body, kind)
         eligible = d.eligible
         if not eligible:
@@ -276,11 +373,11 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         if d.downgraded_from is not None:
             headers["X-PickSpin-Downgraded-From"] = d.downgraded_from
             st.metrics.downgrades.labels(d.downgraded_from, eligible[0].model).inc()
-        if st.matrix.router.log_prompts:
+        if st.matrix.router.log_prompts and kind != "embeddings":
             log.info("request %s prompt=%r", g.request_id, prompt_text(body, kind)[:500])
         log.debug("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,
                  eligible[0].model, eligible[0].backend)
-        return st.forwarder.forward(path, fwd, targets, stream=bool(body.get("stream")),
+        return st.forwarder.forward(path, fwd, targets, stream=kind != "embeddings" and bool(body.get("stream")),
                                     complexity=d.estimate.label, extra_headers=headers)
 
     @app.post("/v1/chat/completions")
@@ -291,10 +388,23 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     def completions() -> Response:
         return _proxy("/v1/completions", "completion")
 
+    @app.post("/v1/embeddings")
+    def embeddings() -> Response:
+        return _proxy("/v1/embeddings", "embeddings")
+
+    @app.post("/v1/responses")
+    def responses() -> Response:
+        return _proxy("/v1/responses", "responses")
+
     @app.post("/v1/route")
     def route() -> Response:
-        body = json_object_body()
-        kind = "completion" if "prompt" in body and "messages" not in body else "chat"
+        body = json_object_body(max_depth=st.matrix.router.max_json_depth)
+        if "messages" in body:
+            kind = "chat"
+        elif "prompt" in body:
+            kind = "completion"
+        else:  # a Responses API body ({"input": ...}); without any of the three, chat says what is missing
+            kind = "responses" if "input" in body else "chat"
         return jsonify(decide_request(st, body, kind).report())
 
     @app.get("/v1/models")
@@ -323,6 +433,7 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
     def metrics() -> Response:
         for name, s in st.telemetry.snapshot.items():
             st.metrics.backend_up.labels(name).set(1 if s.healthy else 0)
+            st.metrics.circuit.labels(name).set(CIRCUIT_STATES.index(s.circuit))
         return Response(st.metrics.render(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.yaml")
@@ -336,10 +447,17 @@ def _model_info(m: Model, snap: Any) -> dict[str, Any]:
     return {
         "tier": m.tier,
         "capability": m.capability.model_dump(),
+        "endpoints": list(m.endpoints),
         "cost": {m.cost.unit: m.cost.value},
         "simulated": all(b.simulated for b in m.backends),
         "backends": [_backend_info(b, snap.get(b.name)) for b in m.backends],
     }
+
+
+def circuit_info(s: BackendStats) -> dict[str, Any]:
+    """A backend's circuit breaker as the API shows it."""
+    return {"state": s.circuit, "consecutive_failures": s.consecutive_failures,
+            "error_rate": round(s.error_rate, 4)}
 
 
 def _retry_after(st: RouterState, d: Decision) -> int:
@@ -352,5 +470,6 @@ def _retry_after(st: RouterState, d: Decision) -> int:
 def _backend_info(b: Backend, s: BackendStats | None) -> dict[str, Any]:
     return {"name": b.name, "kind": b.kind, "simulated": b.simulated,
             "healthy": None if s is None else s.healthy,
+            "circuit": None if s is None else circuit_info(s),
             "state": None if s is None else s.readiness,
             "eta_s": None if s is None or s.eta_s is None else round(s.eta_s, 1)}

@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pickspin.config import load_config
     from pickspin.serving import serve
 
-    load_config(args.config)  # fail fast, in the master, with a message that names the field
+    matrix = load_config(args.config)  # fail fast, in the master, with a message that names the field
     if args.config:
         os.environ["PICKSPIN_CONFIG"] = os.path.abspath(args.config)
 
@@ -44,7 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
         return create_app(os.environ.get("PICKSPIN_CONFIG"))
 
     serve(factory, host=args.host, port=args.port, workers=args.workers, worker_class=args.worker_class,
-          threads=args.threads, name="pickspin-router")
+          threads=args.threads, name="pickspin-router", client_timeout_s=(
+              matrix.router.client_request_timeout_s if matrix.router.slow_client_guard else None),
+          max_prebuffer_bytes=matrix.router.max_body_bytes)
     return 0
 
 

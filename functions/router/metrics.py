@@ -47,6 +47,12 @@ class RouterMetrics:
         self.backend_up = Gauge(
             c.BACKEND_UP, "1 if the router considers the backend healthy.",
             ["backend"], multiprocess_mode="max", registry=registry)
+        self.circuit = Gauge(
+            c.BACKEND_CIRCUIT, "Circuit breaker state per backend: 0 closed, 1 half-open, 2 open.",
+            ["backend"], multiprocess_mode="max", registry=registry)
+        self.circuit_transitions = Counter(
+            c.CIRCUIT_TRANSITIONS, "Circuit breaker state changes per backend, by new state.",
+            ["backend", "to"], registry=registry)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -27,12 +27,26 @@ log = logging.getLogger("pickspin.router")
 
 # Not passed back from a backend: hop-by-hop, and what the router's own server sets (length, encoding, date).
 _DROP_RESPONSE_HEADERS = HOP_BY_HOP_HEADERS | {"content-length", "content-encoding", "server", "date"}
+INTERNAL_HEADER_PREFIX = "x-pickspin-"
 
 
 @dataclass(frozen=True)
 class Target:
     model: Model
     backend: Backend
+
+
+#: Streams of these paths end with ``data: [DONE]``; one that ends without it was cut short.
+DONE_TERMINATED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+
+class _Deadline(Exception):
+    """The total deadline passed."""
+
+    reason = "deadline"
+
+    def __str__(self) -> str:
+        return "total deadline exceeded"
 
 
 class _Attempt(Exception):
@@ -55,15 +69,20 @@ class Forwarder:
                 complexity: str, extra_headers: dict[str, str]) -> Response:
         """Send ``body`` to the first target that answers; fail over on errors before the first byte."""
         last: _Attempt | None = None
-        for target in targets[: self.settings.max_attempts]:
+        attempts = 0
+        for target in targets:
+            if attempts >= self.settings.max_attempts:
+                break
             b = target.backend
+            if not self.telemetry.begin(b.name):
+                continue  # its circuit refused (open, or its half-open trial slots are taken)
+            attempts += 1
             payload = json.dumps({**body, "model": b.served_model_name}, separators=(",", ":")).encode()
             t0 = time.perf_counter()
-            self.telemetry.begin(b.name)
             inflight = self.metrics.inflight.labels(target.model.name)
             inflight.inc()
             try:
-                upstream, first = self._open(b, path, payload, stream)
+                upstream, first = self._open(b, path, payload, stream, t0)
             except _Attempt as a:
                 inflight.dec()
                 self.telemetry.end(b.name, ok=False, mark_down=a.mark_down)
@@ -73,64 +92,137 @@ class Forwarder:
                 last = a
                 continue
             ttft = time.perf_counter() - t0
+            self.telemetry.answered(b.name)
             self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
             headers = self._response_headers(upstream, target, extra_headers)
-            if not stream or upstream.status >= 400:
+            # an event stream: relayed as it comes, errors in-band (a backend that answers a stream request
+            # with a JSON body is passed through like any body)
+            sse = stream and upstream.status < 400 and \
+                (upstream.header("Content-Type") or "").startswith("text/event-stream")
+            if not sse and upstream.done:
                 upstream.release()
                 self._finish(target, t0, ttft, upstream.status, complexity, inflight)
                 return Response(first, status=upstream.status, headers=headers)
-            return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight),
+            if not sse:
+                # a large non-streamed answer: pass it through piece by piece (memory stays bounded)
+                length = upstream.header("Content-Length")
+                if length is not None:
+                    headers["Content-Length"] = length
+            expect_done = sse and path in DONE_TERMINATED_PATHS
+            return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight, sse=sse,
+                                        expect_done=expect_done),
                             status=upstream.status, headers=headers, direct_passthrough=True)
-        assert last is not None  # targets is never empty here
+        if last is None:  # every circuit refused between the decision and now
+            raise APIError(503, "no healthy backend with free capacity (circuit open)", code="no_healthy_backend",
+                           headers={"Retry-After": str(self.settings.retry_after_s)})
         status = last.status
         raise APIError(status, f"all attempted backends failed; last error: {last.message}",
                        code="upstream_timeout" if status == 504 else "upstream_error")
 
-    def _open(self, b: Backend, path: str, payload: bytes, stream: bool) -> tuple[Upstream, bytes]:
-        """Open the upstream request and read its first bytes; any failure here is retryable."""
+    def _open(self, b: Backend, path: str, payload: bytes, stream: bool, t0: float) -> tuple[Upstream, bytes]:
+        """Open the upstream request and read its first bytes; any failure here is retryable.
+
+        A successful stream: its first piece. Anything else: the whole body up to
+        ``max_buffered_response_bytes`` (``Upstream.done`` tells whether that was all of it)."""
         st = self.settings
+        deadline = t0 + st.total_timeout_s
         try:
             r = self.pool.post(b.url, path, payload,
                                {"Content-Type": "application/json",
                                 "Accept": "text/event-stream" if stream else "application/json"},
-                               connect_timeout=st.connect_timeout_s, read_timeout=st.first_byte_timeout_s)
+                               connect_timeout=min(st.connect_timeout_s, st.total_timeout_s),
+                               read_timeout=min(st.first_byte_timeout_s, st.total_timeout_s))
         except UpstreamError as e:
             status = 504 if e.reason in ("timeout", "connect_timeout") else 502
             raise _Attempt(e.reason, status, f"{b.name}: {e}", mark_down=e.reason.startswith("connect")) from e
         if r.status >= 500:
+            # only a snippet for the message, and no waiting for a body that hangs: fail over now
             try:
-                text = r.read()[:200]
+                r.settimeout(min(st.connect_timeout_s, st.stream_idle_timeout_s, 0.5))
+                text = r.read1(200)
             except UpstreamError:
                 text = b""
             r.release()
             raise _Attempt("status_5xx", 502, f"{b.name}: upstream status {r.status}: {text!r}")
         try:
-            # Whole body unless it is a successful stream: nothing has reached the client yet.
-            first = r.read1(65536) if stream and r.status < 400 else r.read()
-        except UpstreamError as e:
+            if stream and r.status < 400:
+                r.settimeout(min(st.first_byte_timeout_s, self._left(deadline)))
+                return r, r.read1(65536)
+            # nothing has reached the client yet: read up to the buffer limit, every read under the idle
+            # deadline (the first under the first-byte deadline) and all of it under the total deadline
+            parts: list[bytes] = []
+            size = 0
+            timeout = st.first_byte_timeout_s
+            while size < st.max_buffered_response_bytes:
+                r.settimeout(min(timeout, self._left(deadline)))
+                piece = r.read1(65536)
+                if not piece:
+                    break
+                parts.append(piece)
+                size += len(piece)
+                timeout = st.stream_idle_timeout_s
+            return r, b"".join(parts)
+        except (UpstreamError, _Deadline) as e:
             r.release()
-            status = 504 if e.reason == "timeout" else 502
-            raise _Attempt(e.reason, status, f"{b.name}: {e} before first byte") from e
-        return r, first
+            reason = getattr(e, "reason", "timeout")
+            status = 504 if reason in ("timeout", "deadline") else 502
+            raise _Attempt(reason, status, f"{b.name}: {e} before first byte") from e
+
+    @staticmethod
+    def _left(deadline: float) -> float:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise _Deadline()
+        return left
 
     def _relay(self, upstream: Upstream, first: bytes, target: Target, t0: float, ttft: float, complexity: str,
-               inflight: Any) -> Iterator[bytes]:
+               inflight: Any, *, sse: bool, expect_done: bool) -> Iterator[bytes]:
+        """Pass the rest of the answer through. Deadlines: ``stream_idle_timeout_s`` between reads,
+        ``total_timeout_s`` for the whole exchange. An SSE stream that breaks, stalls or ends without
+        ``[DONE]`` gets an in-band error event; a plain body that breaks is cut (the client sees a short
+        body: Content-Length, or no final chunk)."""
+        st = self.settings
         status = upstream.status
+        deadline = t0 + st.total_timeout_s
+        tail = first[-32:]
+        problem: tuple[str, str] | None = None
         try:
             if first:
                 yield first
             while True:
-                chunk = upstream.read1(65536)
+                try:
+                    left = self._left(deadline)
+                except _Deadline:
+                    problem = ("upstream_deadline", f"total deadline of {st.total_timeout_s:g}s exceeded")
+                    break
+                idle = left >= st.stream_idle_timeout_s
+                upstream.settimeout(min(st.stream_idle_timeout_s, left))
+                try:
+                    chunk = upstream.read1(65536)
+                except UpstreamError as e:
+                    if e.reason != "timeout":
+                        problem = ("upstream_stream_error", f"upstream stream broke: {e}")
+                    elif idle:
+                        problem = ("upstream_idle_timeout",
+                                   f"no data from the backend for {st.stream_idle_timeout_s:g}s")
+                    else:
+                        problem = ("upstream_deadline", f"total deadline of {st.total_timeout_s:g}s exceeded")
+                    break
                 if not chunk:
                     break
+                tail = (tail + chunk)[-32:]
                 yield chunk
-        except UpstreamError as e:
-            # Bytes already reached the client: no retry. Tell the client in-band and stop.
-            status = 502
-            log.warning("stream from %s broke after first byte: %s", target.backend.name, type(e).__name__)
-            err = {"error": {"message": f"upstream stream broke: {type(e).__name__}", "type": "upstream_error",
-                             "param": None, "code": "upstream_stream_error"}}
-            yield b"data: " + json.dumps(err).encode() + b"\n\n"
+            if problem is None and expect_done and not tail.rstrip().endswith(b"[DONE]"):
+                problem = ("upstream_stream_incomplete", "upstream stream ended without [DONE]")
+            if problem is not None:
+                # Bytes already reached the client: no retry. Tell the client in-band (SSE) and stop.
+                code, message = problem
+                status = 504 if code in ("upstream_deadline", "upstream_idle_timeout") else 502
+                log.warning("answer from %s cut short: %s", target.backend.name, code)
+                if not sse:
+                    raise UpstreamError("read", message)
+                err = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
+                yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
             upstream.release()
             self._finish(target, t0, ttft, status, complexity, inflight)
@@ -146,7 +238,9 @@ class Forwarder:
 
     @staticmethod
     def _response_headers(upstream: Upstream, target: Target, extra: dict[str, str]) -> dict[str, str]:
-        h = {k: v for k, v in upstream.headers if v and k.lower() not in _DROP_RESPONSE_HEADERS}
+        # a backend never speaks for the router: its own X-PickSpin-* headers are dropped
+        h = {k: v for k, v in upstream.headers
+             if v and k.lower() not in _DROP_RESPONSE_HEADERS and not k.lower().startswith(INTERNAL_HEADER_PREFIX)}
         h.update(extra)
         h["X-PickSpin-Model"] = target.model.name
         h["X-PickSpin-Backend"] = target.backend.name

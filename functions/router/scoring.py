@@ -11,7 +11,10 @@
   (including the single-candidate case), so an unopposed candidate gets the full weight.
 * (w_R, w_T, w_C) = (alpha, lambda, mu) / (alpha + lambda + mu) from the operator profile.
 
-Only healthy backends with free capacity and an error rate under the limit are eligible. Ties are
+Only healthy backends with free capacity whose circuit admits traffic are eligible (an open circuit
+whose cooldown is over at ``now`` is eligible: its next request is the trial). ``max_error_rate``
+additionally excludes on the raw error rate (the simulator's model; the router leaves it to the
+circuit breaker, which needs a minimum sample count and recovers). Ties are
 broken deterministically: lower cost, then lower latency, then model name, then backend name.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pickspin.config import Backend, Model, Profile, ServiceMatrix
 
@@ -37,8 +41,10 @@ def candidates_of(matrix: ServiceMatrix) -> list[Candidate]:
     return [Candidate(m, b) for m in matrix.models for b in m.backends]
 
 
-@dataclass(frozen=True)
-class Scored:
+class Scored(NamedTuple):
+    """One row of the score table (immutable; a NamedTuple because rank builds one per candidate per
+    request, and a frozen dataclass's constructor was a third of rank's time at 32 candidates)."""
+
     model: str
     backend: str
     eligible: bool
@@ -89,14 +95,19 @@ def _norm(v: float, lo: float, hi: float) -> float:
     return 0.0 if hi - lo <= 1e-12 else (v - lo) / (hi - lo)
 
 
-def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float) -> str | None:
+def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float | None,
+                      now: float | None = None, half_open_requests: int = 1) -> str | None:
     if stats is None:
         return "no telemetry"
     if not stats.healthy:
         return "unhealthy"
+    if stats.circuit == "open" and (now is None or now < stats.retry_at):
+        return "circuit open"
+    if stats.circuit == "half_open" and stats.trials >= half_open_requests:
+        return "circuit half-open (trial in flight)"
     if stats.inflight >= backend.max_concurrency:
         return "at capacity"
-    if stats.error_rate > max_error_rate:
+    if max_error_rate is not None and stats.error_rate > max_error_rate:
         return f"error rate {stats.error_rate:.2f}"
     return None
 
@@ -107,16 +118,36 @@ def rank(
     estimate: Estimate,
     profile: Profile,
     *,
-    max_error_rate: float = 0.5,
+    max_error_rate: float | None = 0.5,
+    now: float | None = None,
+    half_open_requests: int = 1,
 ) -> list[Scored]:
-    """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state."""
+    """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state
+    (``now`` is the caller's clock reading, for circuits whose cooldown may be over)."""
     w_r, w_t, w_c = profile.weights()
+    probs = estimate.probs
+    # per model, not per backend: relevance and price (a model's backends share them)
+    per_model: dict[int, tuple[float, float | None, float]] = {}
     rows: list[tuple[Candidate, str | None, float, float, float]] = []
     for cand in candidates:
-        st = snapshot.get(cand.backend.name)
-        reason = ineligible_reason(cand.backend, st, max_error_rate)
-        lat = expected_latency(cand.backend, st) if st else cand.backend.expected_latency_s
-        rows.append((cand, reason, relevance(cand.model, estimate.probs), lat, unit_cost(cand.model, lat)))
+        b, m = cand.backend, cand.model
+        st = snapshot.get(b.name)
+        if st is None:
+            reason: str | None = "no telemetry"
+            lat = b.expected_latency_s
+        else:
+            # the common case (healthy, closed, free) without the call; the rest names its reason
+            if st.healthy and st.circuit == "closed" and st.inflight < b.max_concurrency and (
+                    max_error_rate is None or st.error_rate <= max_error_rate):
+                reason = None
+            else:
+                reason = ineligible_reason(b, st, max_error_rate, now, half_open_requests)
+            lat = expected_latency(b, st)
+        pm = per_model.get(id(m))
+        if pm is None:
+            pm = per_model[id(m)] = (relevance(m, probs), m.cost.per_1k_tokens, m.cost.per_gpu_second or 0.0)
+        rel, per_1k, per_gpu = pm
+        rows.append((cand, reason, rel, lat, per_1k if per_1k is not None else per_gpu * lat))
 
     ok = [r for r in rows if r[1] is None]
     t_lo, t_hi = (min(r[3] for r in ok), max(r[3] for r in ok)) if ok else (0.0, 0.0)
@@ -124,10 +155,14 @@ def rank(
 
     out: list[Scored] = []
     for cand, reason, rel, lat, cost in rows:
-        t_hat = 1.0 - _norm(lat, t_lo, t_hi)
-        c_hat = 1.0 - _norm(cost, c_lo, c_hi)
-        score = w_r * rel + w_t * t_hat + w_c * c_hat if reason is None else None
-        out.append(Scored(cand.model.name, cand.backend.name, reason is None, reason, rel, lat, cost,
-                          t_hat if reason is None else 0.0, c_hat if reason is None else 0.0, score))
+        if reason is None:
+            t_hat = 1.0 - _norm(lat, t_lo, t_hi)
+            c_hat = 1.0 - _norm(cost, c_lo, c_hi)
+            score: float | None = w_r * rel + w_t * t_hat + w_c * c_hat
+        else:
+            t_hat = c_hat = 0.0
+            score = None
+        out.append(Scored(cand.model.name, cand.backend.name, reason is None, reason, rel, lat, cost, t_hat, c_hat,
+                          score))
     out.sort(key=lambda s: (not s.eligible, -round(s.score or 0.0, 9), s.cost, s.latency_s, s.model, s.backend))
     return out

@@ -3,6 +3,21 @@
 Writers (the proxy after each request, the background prober) update per-backend state under a
 lock and publish a new snapshot dict; the decision path only reads ``Telemetry.snapshot``, a plain
 attribute read, so routing does no I/O and takes no lock.
+
+Each backend has a circuit breaker driven by real traffic (it works with active probes off):
+
+* ``closed``: traffic flows. It opens on ``breaker_consecutive_failures`` failures in a row, or when
+  at least ``breaker_min_samples`` outcomes are in the error window and their error rate is over
+  ``max_error_rate``.
+* ``open``: no traffic until ``retry_at`` (``breaker_cooldown_s`` after opening). Once the cooldown
+  is over the backend is eligible again, and ``begin`` admits up to ``breaker_half_open_requests``
+  real requests as trials (the circuit is then ``half_open``); other requests are refused and go to
+  the next candidate.
+* ``half_open``: a trial that succeeds closes the circuit with a clean error window; one that fails
+  opens it again for another cooldown.
+
+Failures are what the proxy reports as ``ok=False`` (5xx, timeouts, broken connections); a 4xx that
+a client caused is a successful answer and never counts.
 """
 
 from __future__ import annotations
@@ -35,6 +50,10 @@ class BackendStats:
     checked_at: float  # monotonic time of the last health signal
     cold: bool = False  # believed to be at zero replicas (a request would wait for a cold start)
     eta_s: float | None = None  # seconds until ready, as the local activator last said (None: unknown)
+    circuit: str = "closed"  # CLOSED | OPEN | HALF_OPEN (module docstring)
+    retry_at: float = 0.0  # while open: monotonic time from which a trial request is admitted
+    trials: int = 0  # while half-open: trial requests in flight
+    consecutive_failures: int = 0
 
     @property
     def readiness(self) -> str:
@@ -42,6 +61,10 @@ class BackendStats:
         if self.cold:
             return "cold"
         return "waking" if self.eta_s else "warm"
+
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CIRCUIT_STATES = (CLOSED, HALF_OPEN, OPEN)  # the metric's value is the index
 
 
 @dataclass
@@ -53,6 +76,8 @@ class _State:
 
 
 Clock = Callable[[], float]
+#: Called after a circuit changes state: (backend, old state, new state, why).
+CircuitListener = Callable[[str, str, str, str], None]
 
 
 def _seconds(v: str | None) -> float | None:
@@ -66,13 +91,15 @@ def _seconds(v: str | None) -> float | None:
 
 class Telemetry:
     def __init__(self, backends: Iterable[Backend], settings: RouterSettings,
-                 idle_to_zero: Mapping[str, float] | None = None, *, clock: Clock = time.monotonic) -> None:
+                 idle_to_zero: Mapping[str, float] | None = None, *, clock: Clock = time.monotonic,
+                 on_circuit: CircuitListener | None = None) -> None:
         """``idle_to_zero``: backend -> idle seconds after which its scaler takes it to zero (only
         backends whose model has no warm pool); used to guess which backends are cold. ``clock``: the
         one source of time for every method (the simulator passes its simulated clock)."""
         self.settings = settings
         self.idle_to_zero = dict(idle_to_zero or {})
         self.clock = clock
+        self.on_circuit = on_circuit
         self._lock = threading.Lock()
         self._backends = {b.name: b for b in backends}
         now = clock()
@@ -101,34 +128,107 @@ class Telemetry:
         self._state[name].stats = stats
         self.snapshot = {**self.snapshot, name: stats}
 
-    def begin(self, name: str) -> None:
+    def begin(self, name: str) -> bool:
+        """Count a request on its way to ``name``; False (nothing counted) if its circuit refuses it:
+        open and cooling down, or half-open with every trial slot taken."""
+        event = None
         with self._lock:
             st = self._state[name]
-            st.used_at = self.clock()
+            now = self.clock()
             s = st.stats
-            # a request on its way wakes a backend at zero; later ones need not pay the cold start again
-            self._publish(name, replace(s, inflight=s.inflight + 1, cold=False))
+            trials = s.trials
+            if s.circuit == OPEN:
+                if now < s.retry_at:
+                    return False
+                event = (OPEN, HALF_OPEN, "cooldown over; admitting a trial request")
+                s = replace(s, circuit=HALF_OPEN, trials=0)
+                trials = 0
+            admitted = s.circuit != HALF_OPEN or trials < self.settings.breaker_half_open_requests
+            if admitted:
+                if s.circuit == HALF_OPEN:
+                    trials += 1
+                st.used_at = now
+                # a request on its way wakes a backend at zero; later ones need not pay the cold start again
+                s = replace(s, inflight=s.inflight + 1, cold=False, trials=trials)
+            if admitted or event is not None:
+                self._publish(name, s)
+        self._notify(name, event)
+        return admitted
 
     def end(self, name: str, *, ok: bool, latency_s: float | None = None, ttft_s: float | None = None,
             mark_down: bool = False) -> None:
-        """Record one finished request; ``mark_down`` on a connect failure (passive health)."""
+        """Record one finished request; ``mark_down`` on a connect failure (passive health).
+        ``ok=False`` is a failure the backend caused (5xx, timeout, broken connection)."""
         a = self.settings.ewma_alpha
+        cfg = self.settings
+        event = None
         with self._lock:
             st = self._state[name]
             s = st.stats
+            now = self.clock()
             st.outcomes.append(ok)
             err = 1.0 - (sum(st.outcomes) / len(st.outcomes))
             lat, tt, n = s.latency_s, s.ttft_s, s.observations
             if ok and latency_s is not None:
                 lat = latency_s if n == 0 else (1 - a) * lat + a * latency_s
                 n += 1
-                st.observed_at = self.clock()
+                st.observed_at = now
             if ok and ttft_s is not None:
                 tt = ttft_s if tt is None else (1 - a) * tt + a * ttft_s
             healthy = s.healthy and not mark_down
-            checked = self.clock() if mark_down else s.checked_at
+            checked = now if mark_down else s.checked_at
+            circuit, retry_at, trials = s.circuit, s.retry_at, s.trials
+            consecutive = 0 if ok else s.consecutive_failures + 1
+            if circuit == HALF_OPEN:
+                trials = max(0, trials - 1)
+                if ok:
+                    st.outcomes.clear()
+                    err, consecutive = 0.0, 0
+                    circuit, trials = CLOSED, 0
+                    event = (HALF_OPEN, CLOSED, "trial request succeeded")
+                else:
+                    circuit, retry_at, trials = OPEN, now + cfg.breaker_cooldown_s, 0
+                    event = (HALF_OPEN, OPEN, "trial request failed")
+            elif circuit == CLOSED and not ok:
+                why = None
+                if consecutive >= cfg.breaker_consecutive_failures:
+                    why = f"{consecutive} consecutive failures"
+                elif len(st.outcomes) >= min(cfg.breaker_min_samples, cfg.error_window) and err > cfg.max_error_rate:
+                    why = f"error rate {err:.2f} over {len(st.outcomes)} requests"
+                if why is not None:
+                    circuit, retry_at = OPEN, now + cfg.breaker_cooldown_s
+                    event = (CLOSED, OPEN, why)
             self._publish(name, replace(s, inflight=max(0, s.inflight - 1), latency_s=lat, ttft_s=tt,
-                                        error_rate=err, observations=n, healthy=healthy, checked_at=checked))
+                                        error_rate=err, observations=n, healthy=healthy, checked_at=checked,
+                                        circuit=circuit, retry_at=retry_at, trials=trials,
+                                        consecutive_failures=consecutive))
+        self._notify(name, event)
+
+    def answered(self, name: str) -> None:
+        """The backend answered with a status below 500: a half-open trial has succeeded, so the circuit
+        closes now rather than when a long stream ends (lock-free unless the circuit is half-open)."""
+        if self.snapshot[name].circuit != HALF_OPEN:
+            return
+        event = None
+        with self._lock:
+            st = self._state[name]
+            s = st.stats
+            if s.circuit == HALF_OPEN:
+                st.outcomes.clear()
+                event = (HALF_OPEN, CLOSED, "trial request answered")
+                self._publish(name, replace(s, circuit=CLOSED, trials=0, error_rate=0.0, consecutive_failures=0))
+        self._notify(name, event)
+
+    def _notify(self, name: str, event: tuple[str, str, str] | None) -> None:
+        if event is None:
+            return
+        old, new, why = event
+        log.info("backend %s: circuit %s -> %s (%s)", name, old, new, why)
+        if self.on_circuit is not None:
+            try:
+                self.on_circuit(name, old, new, why)
+            except Exception:  # a listener never breaks a request
+                log.exception("circuit listener failed")
 
     def set_health(self, name: str, healthy: bool) -> None:
         with self._lock:

@@ -25,11 +25,29 @@ class Upstream:
     """One response being read; give the connection back with ``release``."""
 
     def __init__(self, pool: ConnectionPool, key: tuple[str, int], conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse) -> None:
+                 resp: http.client.HTTPResponse, sock: socket.socket | None = None) -> None:
         self._pool, self._key, self._conn, self._resp = pool, key, conn, resp
+        # http.client hands a close-delimited response the socket and forgets it (conn.sock = None)
+        self._sock = sock or conn.sock
         self.status = resp.status
         self.headers = resp.getheaders()
         self._released = False
+
+    def settimeout(self, seconds: float) -> None:
+        """The socket timeout for the next reads (each read, not the whole body)."""
+        if self._sock is not None and self._sock.fileno() >= 0:
+            self._sock.settimeout(max(0.001, seconds))
+
+    @property
+    def done(self) -> bool:
+        """The whole response has been read."""
+        r = self._resp
+        if not r.isclosed() and r.length == 0 and not r.chunked:
+            r.close()  # every byte of a Content-Length body is in: the connection can be reused
+        return bool(r.isclosed())
+
+    def header(self, name: str) -> str | None:
+        return self._resp.getheader(name)
 
     def read1(self, n: int = 65536) -> bytes:
         try:
@@ -52,7 +70,7 @@ class Upstream:
         if self._released:
             return
         self._released = True
-        if self._resp.isclosed() and not self._resp.will_close:
+        if self.done and not self._resp.will_close:
             self._pool.put(self._key, self._conn)
         else:
             self._conn.close()
@@ -82,8 +100,9 @@ class ConnectionPool:
         u = urlsplit(base_url)
         key = (u.hostname or "127.0.0.1", u.port or (443 if u.scheme == "https" else 80))
         prefix = u.path.rstrip("/")
-        for _ in range(2):
-            conn = self._take(key)
+        fresh_only = False
+        while True:
+            conn = None if fresh_only else self._take(key)
             reused = conn is not None
             if conn is None:
                 cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
@@ -98,6 +117,7 @@ class ConnectionPool:
                     raise UpstreamError("connect", f"{type(e).__name__}: {e.strerror or e}") from e
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sock.settimeout(read_timeout)
+            sock = conn.sock
             try:
                 conn.request("POST", prefix + path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -107,13 +127,25 @@ class ConnectionPool:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 conn.close()
                 if reused:
-                    continue  # the backend closed an idle keep-alive connection: one fresh try
-                raise UpstreamError("read", type(e).__name__) from e
+                    # The backend closed an idle keep-alive connection (it restarted, or timed the connection
+                    # out) before reading the request, so the request never reached it. Its other idle
+                    # connections are as old: drop them all and retry once on a fresh one.
+                    self.discard(key)
+                    fresh_only = True
+                    continue
+                raise UpstreamError("read", f"connection closed by backend ({type(e).__name__})") from e
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise UpstreamError("read", type(e).__name__) from e
-            return Upstream(self, key, conn, resp)
-        raise UpstreamError("read", "connection closed by backend")
+            return Upstream(self, key, conn, resp, sock)
+
+    def discard(self, key: tuple[str, int]) -> int:
+        """Close every idle connection to ``key``; returns how many there were."""
+        with self._lock:
+            idle = self._idle.pop(key, [])
+        for c in idle:
+            c.close()
+        return len(idle)
 
     def close(self) -> None:
         with self._lock:

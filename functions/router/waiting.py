@@ -53,14 +53,17 @@ class Choice:
 
 
 def choose(candidates: Sequence[Candidate], snapshot: Mapping[str, BackendStats], estimate: Estimate,
-           profile: Profile, budget_s: float, *, max_error_rate: float = 0.5) -> Choice:
-    """Rank ``candidates`` and apply the wait budget (see the module docstring)."""
+           profile: Profile, budget_s: float, *, max_error_rate: float | None = 0.5, now: float | None = None,
+           half_open_requests: int = 1) -> Choice:
+    """Rank ``candidates`` and apply the wait budget (see the module docstring); the keywords go to
+    :func:`~functions.router.scoring.rank`."""
+    kw = {"max_error_rate": max_error_rate, "now": now, "half_open_requests": half_open_requests}
     waits = {c.backend.name: wait_s(c.backend, snapshot.get(c.backend.name)) for c in candidates}
-    table = rank(candidates, snapshot, estimate, profile, max_error_rate=max_error_rate)
+    table = rank(candidates, snapshot, estimate, profile, **kw)  # type: ignore[arg-type]
     if not any(waits.values()):
         return Choice(table)  # everything warm: the usual ranking
     warm_view = {n: replace(s, cold=False, eta_s=None) for n, s in snapshot.items()}
-    preferred = next((s for s in rank(candidates, warm_view, estimate, profile, max_error_rate=max_error_rate)
+    preferred = next((s for s in rank(candidates, warm_view, estimate, profile, **kw)  # type: ignore[arg-type]
                       if s.eligible), None)
     if preferred is None:
         return Choice(table)

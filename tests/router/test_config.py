@@ -61,6 +61,18 @@ def test_user_profiles_extend_and_override() -> None:
         (lambda c: c.update(routing={"mode": "magic"}), "routing.mode"),
         (lambda c: c.update(profiles={"z": {"alpha": 0, "lambda": 0, "mu": 0}}), "profiles.z"),
         (lambda c: c["models"].append(copy.deepcopy(c["models"][0])), "reserved or duplicated"),
+        # issue 10's settings
+        (lambda c: c["models"][0].update(endpoints=["images"]), "models[0].endpoints[0]"),
+        (lambda c: c["models"][0].update(endpoints=[]), "models[0].endpoints"),
+        (lambda c: c.update(router={"breaker_consecutive_failures": 0}), "router.breaker_consecutive_failures"),
+        (lambda c: c.update(router={"breaker_cooldown_s": 0}), "router.breaker_cooldown_s"),
+        (lambda c: c.update(router={"breaker_min_samples": 0}), "router.breaker_min_samples"),
+        (lambda c: c.update(router={"breaker_half_open_requests": 0}), "router.breaker_half_open_requests"),
+        (lambda c: c.update(router={"stream_idle_timeout_s": -1}), "router.stream_idle_timeout_s"),
+        (lambda c: c.update(router={"total_timeout_s": 0}), "router.total_timeout_s"),
+        (lambda c: c.update(router={"client_request_timeout_s": 0}), "router.client_request_timeout_s"),
+        (lambda c: c.update(router={"max_buffered_response_bytes": 10}), "router.max_buffered_response_bytes"),
+        (lambda c: c.update(router={"max_json_depth": 1}), "router.max_json_depth"),
     ],
 )
 def test_validation_errors_name_the_field(mutate: Any, needle: str) -> None:

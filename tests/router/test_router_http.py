@@ -262,7 +262,8 @@ def _sim_app(model: str) -> Flask:
 
 def test_a_failing_backend_never_takes_the_router_down() -> None:
     bad = _failing_backend(500)
-    srv, app = _router_for({"small": [bad.url]}, max_error_rate=1.0)
+    # breaker_consecutive_failures: keep the circuit closed so every request really reaches the backend
+    srv, app = _router_for({"small": [bad.url]}, max_error_rate=1.0, breaker_consecutive_failures=1000)
     try:
         results: list[int] = []
 

@@ -104,3 +104,14 @@ def test_a_backend_at_zero_pays_its_cold_start_in_t() -> None:
     assert rows[0].model == "large-model"
     # without a cold_start_s the belief changes nothing
     assert rank(CANDS, cold, est("high"), M.profiles["balanced"])[0].model == "medium-model"
+
+
+def test_an_open_circuit_is_ineligible_until_its_cooldown_is_over() -> None:
+    s = snap(**{"small-b0": BackendStats(True, 0, 0.5, None, 1.0, 0, 0.0, circuit="open", retry_at=100.0)})
+    rows = {r.backend: r for r in rank(CANDS, s, est("low"), M.profiles["balanced"], max_error_rate=None, now=99.0)}
+    assert not rows["small-b0"].eligible and rows["small-b0"].reason == "circuit open"
+    rows = {r.backend: r for r in rank(CANDS, s, est("low"), M.profiles["balanced"], max_error_rate=None, now=100.0)}
+    assert rows["small-b0"].eligible  # the next request is its trial
+    busy = snap(**{"small-b0": BackendStats(True, 1, 0.5, None, 1.0, 0, 0.0, circuit="half_open", trials=1)})
+    rows = {r.backend: r for r in rank(CANDS, busy, est("low"), M.profiles["balanced"], max_error_rate=None, now=0)}
+    assert rows["small-b0"].reason == "circuit half-open (trial in flight)"

@@ -188,3 +188,91 @@ def test_the_activator_eta_is_read_and_priced_into_expected_latency() -> None:
         assert t.snapshot["z"].eta_s is None
     finally:
         srv.stop()
+
+
+# -- the circuit breaker (injected clock, no sleeps) ------------------------------------------------
+
+def _fail(t: Telemetry, n: int = 1) -> None:
+    for _ in range(n):
+        assert t.begin("b")
+        t.end("b", ok=False)
+
+
+def _succeed(t: Telemetry, n: int = 1) -> None:
+    for _ in range(n):
+        assert t.begin("b")
+        t.end("b", ok=True, latency_s=0.1)
+
+
+def test_circuit_opens_on_consecutive_failures_and_recovers_through_half_open() -> None:
+    clock = Clock()
+    events: list[tuple[str, str]] = []
+    t = make(clock, breaker_consecutive_failures=3, breaker_cooldown_s=2.0)
+    t.on_circuit = lambda name, old, new, why: events.append((old, new))
+    _fail(t, 2)
+    assert t.snapshot["b"].circuit == "closed" and t.snapshot["b"].consecutive_failures == 2
+    _fail(t)
+    s = t.snapshot["b"]
+    assert s.circuit == "open" and s.retry_at == clock.t + 2
+    assert not t.begin("b")  # cooling down: refused, nothing counted
+    assert t.snapshot["b"].inflight == 0
+    clock.t += 2
+    assert t.begin("b")  # the trial
+    assert t.snapshot["b"].circuit == "half_open"
+    assert not t.begin("b")  # one trial at a time
+    t.end("b", ok=True, latency_s=0.1)
+    s = t.snapshot["b"]
+    assert (s.circuit, s.error_rate, s.consecutive_failures) == ("closed", 0.0, 0)
+    assert events == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failed_trial_reopens_for_another_cooldown() -> None:
+    clock = Clock()
+    t = make(clock, breaker_consecutive_failures=1, breaker_cooldown_s=3.0)
+    _fail(t)
+    clock.t += 3
+    _fail(t)  # the trial fails
+    s = t.snapshot["b"]
+    assert s.circuit == "open" and s.retry_at == clock.t + 3
+    clock.t += 1
+    assert not t.begin("b")
+    clock.t += 2
+    _succeed(t)
+    assert t.snapshot["b"].circuit == "closed"
+
+
+def test_error_rate_opens_only_with_a_minimum_sample_count() -> None:
+    t = make(breaker_consecutive_failures=100, breaker_min_samples=6, error_window=10, max_error_rate=0.5)
+    _fail(t, 2)  # two failures out of two: rate 1.0, but too few samples
+    assert t.snapshot["b"].circuit == "closed" and t.snapshot["b"].error_rate == 1.0
+    _succeed(t)
+    _fail(t)
+    _succeed(t)
+    assert t.snapshot["b"].circuit == "closed"  # 5 samples
+    _fail(t)  # 6 samples, 4 failures: 0.67 > 0.5
+    assert t.snapshot["b"].circuit == "open"
+
+
+def test_half_open_admits_the_configured_number_of_trials() -> None:
+    clock = Clock()
+    t = make(clock, breaker_consecutive_failures=1, breaker_cooldown_s=1.0, breaker_half_open_requests=2)
+    _fail(t)
+    clock.t += 1
+    assert t.begin("b") and t.begin("b") and not t.begin("b")
+    t.end("b", ok=True)
+    assert t.snapshot["b"].circuit == "closed"
+
+
+
+def test_a_trial_that_answers_closes_the_circuit_before_its_stream_ends() -> None:
+    clock = Clock()
+    t = make(clock, breaker_consecutive_failures=1, breaker_cooldown_s=1.0)
+    _fail(t)
+    clock.t += 1
+    assert t.begin("b")  # the trial: a long stream
+    t.answered("b")  # its first byte came with a 200
+    assert t.snapshot["b"].circuit == "closed"
+    assert t.begin("b")  # other requests flow while the stream goes on
+    t.end("b", ok=True)
+    t.end("b", ok=True)
+    assert t.snapshot["b"].circuit == "closed" and t.snapshot["b"].inflight == 0
