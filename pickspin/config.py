@@ -48,6 +48,9 @@ class Profile(_Strict):
     mu: float = Field(ge=0)
     # How long a request under this profile may wait for a cold or waking model (None: router.max_wait_s).
     max_wait_s: float | None = Field(default=None, ge=0)
+    # A stream sent to a cold or waking backend gets an SSE comment (": waking <model>, eta 18s") this often
+    # until the backend's first byte.
+    waiting_comment_interval_s: float = Field(default=5.0, gt=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -299,6 +302,9 @@ class RouterSettings(_Strict):
     # background. Requests override it (X-PickSpin-Max-Wait / max_wait_s, "strict"), profiles too.
     # None and no override: no budget, the cold start only weighs in T of Eq. 2.
     max_wait_s: float | None = Field(default=None, ge=0)
+    # A stream sent to a cold or waking backend gets an SSE comment (": waking <model>, eta 18s") this often
+    # until the backend's first byte.
+    waiting_comment_interval_s: float = Field(default=5.0, gt=0)
 
 
 class TierDefaults(_Strict):

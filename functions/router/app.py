@@ -26,7 +26,7 @@ from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
 from .telemetry import CIRCUIT_STATES, BackendStats, Clock, Telemetry
-from .waiting import STRICT, Waker, choose
+from .waiting import STRICT, Waker, choose, wait_s
 
 log = logging.getLogger("pickspin.router")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -377,8 +377,16 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
             log.info("request %s prompt=%r", g.request_id, prompt_text(body, kind)[:500])
         log.debug("request %s complexity=%s rule=%s -> %s/%s", g.request_id, d.estimate.label, d.estimate.rule,
                  eligible[0].model, eligible[0].backend)
-        return st.forwarder.forward(path, fwd, targets, stream=kind != "embeddings" and bool(body.get("stream")),
-                                    complexity=d.estimate.label, extra_headers=headers)
+        stream = kind != "embeddings" and bool(body.get("stream"))
+        first = targets[0].backend
+        if stream and wait_s(first, st.telemetry.snapshot.get(first.name)) > 0:
+            # the backend is cold or waking: keep the client informed until its first byte
+            return st.forwarder.forward_waiting(
+                path, fwd, targets, complexity=d.estimate.label, extra_headers=headers,
+                eta=lambda: wait_s(first, st.telemetry.snapshot.get(first.name)) or None,
+                interval_s=st.matrix.router.waiting_comment_interval_s)
+        return st.forwarder.forward(path, fwd, targets, stream=stream, complexity=d.estimate.label,
+                                    extra_headers=headers)
 
     @app.post("/v1/chat/completions")
     def chat_completions() -> Response:

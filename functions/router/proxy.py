@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +120,53 @@ class Forwarder:
         status = last.status
         raise APIError(status, f"all attempted backends failed; last error: {last.message}",
                        code="upstream_timeout" if status == 504 else "upstream_error")
+
+    def forward_waiting(self, path: str, body: dict[str, Any], targets: Sequence[Target], *, complexity: str,
+                        extra_headers: dict[str, str], eta: Callable[[], float | None],
+                        interval_s: float) -> Response:
+        """A stream whose first backend is cold or waking: answer at once and, until the backend's first
+        byte, send an SSE comment every ``interval_s`` (``: waking <model>, eta 18s``; valid SSE that
+        clients ignore, and bytes that keep idle timeouts of clients and proxies at bay); then the
+        stream itself. :meth:`forward` runs unchanged in a helper thread, failover included; a failure
+        becomes an in-band error event, since the status line is already sent."""
+        first = targets[0]
+        done: queue.Queue[Response | APIError] = queue.Queue(maxsize=1)
+
+        def run() -> None:
+            try:
+                done.put(self.forward(path, body, targets, stream=True, complexity=complexity,
+                                      extra_headers=extra_headers))
+            except APIError as e:
+                done.put(e)
+            except Exception as e:  # never leave the client hanging
+                log.exception("waiting stream failed")
+                done.put(APIError(502, f"upstream error: {type(e).__name__}", code="upstream_error"))
+
+        threading.Thread(target=run, name="pickspin-wait", daemon=True).start()
+
+        def events() -> Iterator[bytes]:
+            wait = 0.0  # the first comment goes out at once
+            while True:
+                try:
+                    out = done.get(timeout=wait)
+                    break
+                except queue.Empty:
+                    wait = interval_s
+                    left = eta()
+                    yield (f": waking {first.model.name}" + ("" if left is None else f", eta {left:.0f}s")
+                           + "\n\n").encode()
+            if isinstance(out, APIError):
+                yield b"data: " + json.dumps(out.body()).encode() + b"\n\n"
+                return
+            for piece in out.response:  # the relayed stream (its status line was ours)
+                yield piece if isinstance(piece, bytes) else piece.encode()
+
+        headers = {**extra_headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                   "X-Accel-Buffering": "no", "X-PickSpin-Model": first.model.name,
+                   "X-PickSpin-Backend": first.backend.name}
+        if first.backend.simulated:
+            headers["X-PickSpin-Simulated"] = "true"
+        return Response(events(), status=200, headers=headers, direct_passthrough=True)
 
     def _open(self, b: Backend, path: str, payload: bytes, stream: bool, t0: float) -> tuple[Upstream, bytes]:
         """Open the upstream request and read its first bytes; any failure here is retryable.

@@ -36,7 +36,8 @@ def matrix(small_url: str, large_port: int) -> ServiceMatrix:
                    "served_model_name": "large-served", "cold_start_s": 20,
                    "launch": {"type": "sim", "startup_timeout_s": 30}}),
         ],
-        "router": {"probe_interval_s": 0.2, "probe_timeout_s": 1.0, "cold_start_timeout_s": 30},
+        "router": {"probe_interval_s": 0.2, "probe_timeout_s": 1.0, "cold_start_timeout_s": 30,
+                   "waiting_comment_interval_s": 0.5},
     })
 
 
@@ -96,3 +97,25 @@ def test_a_bad_budget_is_a_400_naming_it(stack: tuple[ServerThread, LocalActivat
         assert r.status_code == 400 and r.json()["error"]["param"] == "X-PickSpin-Max-Wait", (bad, r.text)
     r = httpx.post(router.url + "/v1/chat/completions", json={**PROVE, "max_wait_s": True})
     assert r.status_code == 400 and r.json()["error"]["param"] == "max_wait_s"
+
+
+def test_a_stream_to_a_cold_model_gets_sse_comments_while_it_wakes(stack: tuple[ServerThread, LocalActivator]) -> None:
+    """Valid SSE at once (comments, which OpenAI SDKs ignore), every interval while the backend loads,
+    then the backend's own stream to its [DONE]."""
+    router, act = stack
+    t0 = time.monotonic()
+    lines: list[tuple[float, str]] = []
+    with httpx.stream("POST", router.url + "/v1/chat/completions", json={**PROVE, "stream": True},
+                      headers={"X-PickSpin-Max-Wait": "strict", "X-PickSpin-Profile": "quality"}, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["X-PickSpin-Model"] == "large-model"
+        for line in r.iter_lines():
+            if line:
+                lines.append((time.monotonic() - t0, line))
+    comments = [(t, x) for t, x in lines if x.startswith(":")]
+    data = [(t, x) for t, x in lines if x.startswith("data:")]
+    assert comments and comments[0][0] < 2.0, lines[:3]
+    assert comments[0][1].startswith(": waking large-model, eta ")
+    assert len(comments) >= 3  # the stub takes about 3 s to start; a comment every 0.5 s
+    assert data and data[0][0] > comments[-1][0] and data[-1][1] == "data: [DONE]"
+    assert act.starts == 1
