@@ -121,6 +121,11 @@ MODEL_BACKEND = obj({
     "tolerations": {"type": "array", "items": {"type": "object"},
                     "description": "tolerations (Knative flag kubernetes.podspec-tolerations)"},
     "runtime_class_name": s("runtimeClassName (Knative flag kubernetes.podspec-runtimeclassname)"),
+    "rollout": obj({
+        "pin_revision": s("revision that keeps 100% of the traffic while the new one is smoke-tested; "
+                          "empty = the latest revision serves (promote)", pattern=f"^({DNS1123[1:-1]})?$"),
+        "candidate_tag": s("tag of the new revision (URL http://<tag>-<backend>...)", pattern=DNS1035),
+    }, desc="roll out by tag: pin the serving revision, smoke-test the new one at 0%, then promote"),
 }, ["name", "image"], "the model's backend: a Knative Service")
 
 MODEL = obj({

@@ -114,7 +114,7 @@ class ScalerMetadata(BaseModel):
             Template(v).substitute({k: "x" for k in PLACEHOLDERS})
         except KeyError as e:
             raise ValueError(f"unknown placeholder {e}; allowed: ${{model}}, ${{window}}, ${{idle}}, "
-                             "${{namespace}}") from None
+                             "${namespace}") from None
         except ValueError:
             raise ValueError("bad placeholder; write $$ for a literal $") from None
         return v

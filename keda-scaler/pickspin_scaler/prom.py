@@ -335,7 +335,7 @@ class Poller:
                     ok = False
                     self._fail(e, PromError(f"the previous poll has not returned after {timeout:.1f}s"))
                     continue
-                del self._inflight[e.key]
+                self._inflight.pop(e.key, None)  # _expire may drop it from an RPC thread meanwhile
             futures[self._pool_for(e.key[0]).submit(self._poll_entry, e, deadline)] = e
         done, pending = wait(futures, timeout=timeout)
         for f in done:

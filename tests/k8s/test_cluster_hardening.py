@@ -429,3 +429,24 @@ def test_scaler_tls_wires_server_probes_keda_and_helm_test() -> None:
     plain = _one(render("default"), "Pod", "pickspin-test-scaler-health")["spec"]["containers"][0]["args"][0]
     compile(plain, "scaler-health", "exec")
     assert "grpc.insecure_channel" in plain
+
+
+# -- item 3: roll out by tag (pin the serving revision, smoke-test the new one at 0 %, promote) ---------------------
+
+def test_rollout_pins_the_serving_revision_and_tags_the_new_one(tmp_path: Any) -> None:
+    from .conftest import validate_cr
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values["models"][0]["backend"]["rollout"] = {"pin_revision": "smollm2-llamacpp-00001"}
+    f = tmp_path / "rollout.yaml"
+    f.write_text(yaml.safe_dump({"models": values["models"]}))
+    out = run_helm("template", "pickspin", str(CHART), "-n", "pickspin", "-f", str(f)).stdout
+    ksvc = _ksvc([d for d in yaml.safe_load_all(out) if d], "smollm2-llamacpp")
+    validate_cr(ksvc)
+    assert ksvc["spec"]["traffic"] == [{"revisionName": "smollm2-llamacpp-00001", "percent": 100},
+                                       {"latestRevision": True, "percent": 0, "tag": "candidate"}]
+    assert "traffic" not in _ksvc(render("default"), "smollm2-llamacpp")["spec"]  # promoted: latest serves
+    values["models"][0]["backend"]["rollout"] = {"pin_revision": "Bad_Name"}
+    f.write_text(yaml.safe_dump({"models": values["models"]}))
+    p = run_helm("template", "pickspin", str(CHART), "-f", str(f), check=False)
+    assert p.returncode != 0 and "pin_revision" in p.stderr
