@@ -48,9 +48,6 @@ class Profile(_Strict):
     mu: float = Field(ge=0)
     # How long a request under this profile may wait for a cold or waking model (None: router.max_wait_s).
     max_wait_s: float | None = Field(default=None, ge=0)
-    # A stream sent to a cold or waking backend gets an SSE comment (": waking <model>, eta 18s") this often
-    # until the backend's first byte.
-    waiting_comment_interval_s: float = Field(default=5.0, gt=0)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -305,6 +302,16 @@ class RouterSettings(_Strict):
     # A stream sent to a cold or waking backend gets an SSE comment (": waking <model>, eta 18s") this often
     # until the backend's first byte.
     waiting_comment_interval_s: float = Field(default=5.0, gt=0)
+    # The scaler's demand-push address (its --push-port), e.g. http://pickspin-scaler.pickspin:9103: requests
+    # sent to or held for a cold or waking model are pushed there, so it wakes without waiting for a scrape.
+    scaler_push_url: str | None = None
+
+    @field_validator("scaler_push_url")
+    @classmethod
+    def _push_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
 
 
 class TierDefaults(_Strict):

@@ -22,6 +22,7 @@ from pickspin.config import Backend, Model, Profile, ServiceMatrix, load_config
 from pickspin.errors import APIError, json_object_body, register_error_handlers
 
 from .classifiers import Classifier, Estimate, build_classifier, classifier_ready
+from .demand import DemandPusher
 from .metrics import RouterMetrics
 from .proxy import Forwarder, Target
 from .scoring import Candidate, Scored, candidates_of, rank
@@ -52,6 +53,7 @@ class RouterState:
     targets: dict[tuple[str, str], Target]
     api_keys: frozenset[str]
     waker: Waker
+    pusher: DemandPusher | None
 
     @classmethod
     def build(cls, matrix: ServiceMatrix, classifier: Classifier | None = None, *,
@@ -73,6 +75,7 @@ class RouterState:
             targets={(c.model.name, c.backend.name): Target(c.model, c.backend) for c in cands},
             api_keys=matrix.api_keys(),
             waker=Waker([c.backend for c in cands], telemetry, matrix.router.cold_start_timeout_s),
+            pusher=DemandPusher(matrix.router.scaler_push_url) if matrix.router.scaler_push_url else None,
         )
 
 
@@ -363,8 +366,8 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
             raise APIError(503, f"no healthy backend with free capacity ({why})", code="no_healthy_backend",
                            headers={"Retry-After": str(_retry_after(st, d))})
         targets = [st.targets[(s.model, s.backend)] for s in eligible]
-        if d.wake is not None:
-            st.waker.wake(d.wake)
+        if d.wake is not None and st.waker.wake(d.wake) and st.pusher is not None:
+            st.pusher.push(next(c.model.name for c in st.candidates if c.backend.name == d.wake), 1)
         if d.estimate.source == "keyword-fallback":
             st.metrics.fallbacks.labels(str(d.estimate.detail.get("fallback_reason", "unknown"))).inc()
         fwd = {k: v for k, v in body.items() if k not in ROUTER_FIELDS}
@@ -379,7 +382,12 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
                  eligible[0].model, eligible[0].backend)
         stream = kind != "embeddings" and bool(body.get("stream"))
         first = targets[0].backend
-        if stream and wait_s(first, st.telemetry.snapshot.get(first.name)) > 0:
+        waiting = wait_s(first, st.telemetry.snapshot.get(first.name)) > 0
+        if waiting and st.pusher is not None:  # held for a cold start: tell the scaler now, not at the next scrape
+            model = targets[0].model.name
+            st.pusher.push(model, 1 + sum(st.telemetry.snapshot[c.backend.name].inflight
+                                          for c in st.by_model[model]))
+        if stream and waiting:
             # the backend is cold or waking: keep the client informed until its first byte
             return st.forwarder.forward_waiting(
                 path, fwd, targets, complexity=d.estimate.label, extra_headers=headers,

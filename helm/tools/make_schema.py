@@ -219,6 +219,8 @@ SCHEMA: dict[str, Any] = {
                                       "description": "other Prometheus URLs triggers may name (allow-list)"},
             "port": i("gRPC port", minimum=1, maximum=65535),
             "metricsPort": i("HTTP /metrics port", minimum=1, maximum=65535),
+            "pushPort": i("HTTP port of the router's demand push (headless Service); 0 = off", minimum=0,
+                          maximum=65535),
             "prometheusUrl": s("Prometheus that scrapes the router", pattern="^https?://"),
             "pollInterval": n("seconds between Prometheus polls", exclusiveMinimum=0),
             "maxStaleness": n("seconds to serve last good values when Prometheus is down", exclusiveMinimum=0),

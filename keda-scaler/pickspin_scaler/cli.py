@@ -24,6 +24,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="gRPC port (default 6000)")
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("PICKSPIN_SCALER_METRICS_PORT", "9102")),
                    help="HTTP port of the scaler's own /metrics (default 9102; -1 disables)")
+    p.add_argument("--push-port", type=int, default=int(os.environ.get("PICKSPIN_SCALER_PUSH_PORT", "-1")),
+                   help="HTTP port for the router's demand push, POST /v1/demand (default -1: off)")
     p.add_argument("--prometheus", default=os.environ.get("PICKSPIN_PROMETHEUS_URL", DEFAULT_PROMETHEUS),
                    help="Prometheus base URL when the trigger has no prometheusAddress "
                         f"(default $PICKSPIN_PROMETHEUS_URL or {DEFAULT_PROMETHEUS})")
@@ -88,6 +90,7 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any]:
                          poll_timeout_s=args.poll_timeout)
     sconf = ServerConfig(host=args.host, port=args.port, metrics_host=args.metrics_host, grace_s=args.grace,
                          metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+                         push_port=None if args.push_port < 0 else args.push_port,
                          tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
                          tls_client_ca_file=args.tls_client_ca)
     return pconf, sconf

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import urllib3
@@ -160,6 +160,7 @@ class _Entry:
     attempted: bool = False
     error: str | None = None
     errors: int = 0
+    pushed: tuple[float, float] | None = None  # (demand, poller time) the router last pushed
 
 
 class ScalerMetrics:
@@ -189,6 +190,8 @@ class ScalerMetrics:
                                      "Time in the RPC handler (cache read + policy), by method.", ["method"],
                                      buckets=RPC_BUCKETS, registry=r)
         self.subscriptions = Gauge("pickspin_scaler_subscriptions", "Models being polled.", registry=r)
+        self.pushes = Counter("pickspin_scaler_demand_pushes_total", "Demand pushed by the router, per model.",
+                              ["model"], registry=r)
 
 
 class _StalenessCollector(Collector):
@@ -219,6 +222,9 @@ class PollerConfig:
     # Bound on one poll cycle: a subscription whose poll has not finished by then counts as failed for this
     # cycle and is not polled again until that poll returns. None: query_timeout_s * queries + 1 s.
     poll_timeout_s: float | None = None
+    # Demand the router pushes directly (held and routed requests) counts for this long: a model at zero
+    # wakes on the push, not on the next Prometheus scrape and poll.
+    push_ttl_s: float = 15.0
 
     def allowed(self) -> frozenset[str]:
         return frozenset(normalize_address(a) for a in (self.default_address, *self.allowed_addresses))
@@ -283,11 +289,38 @@ class Poller:
         self._wake.set()
         return key
 
+    def push(self, model: str, demand: float) -> int:
+        """Demand the router reports for ``model`` right now (requests held for a cold start or routed
+        there): until ``push_ttl_s`` passes, every subscription of that model sees at least this demand
+        and counts as used now, even before Prometheus has scraped anything. Listeners (the open
+        StreamIsActive streams) run at once. Returns how many subscriptions it touched."""
+        now = self.clock()
+        touched = 0
+        for e in list(self._entries.values()):
+            if e.md.model == model:
+                e.pushed = (max(0.0, demand), now)
+                e.last_used = now
+                touched += 1
+        if touched:
+            self.metrics.pushes.labels(model).inc()
+            for fn in self._listeners:
+                fn()
+        return touched
+
+    def _with_push(self, e: _Entry, s: Sample | None, now: float) -> Sample | None:
+        if e.pushed is None or now - e.pushed[1] > self.config.push_ttl_s:
+            return s
+        demand, at = e.pushed
+        if s is None:  # nothing scraped yet: the push alone says this model is wanted
+            return Sample(rate=0.0, latency=0.0, demand=demand, recent=0.0, total=0.0, polled_at=at, last_used=at)
+        return replace(s, demand=max(s.demand, demand), last_used=max(s.last_used or at, at),
+                       polled_at=max(s.polled_at, at))
+
     def view(self, key: SubKey) -> CacheView:
         e = self._entries.get(key)
         if e is None:
             return CacheView(None, math.inf, False, False, "not subscribed")
-        s = e.sample
+        s = self._with_push(e, e.sample, self.clock())
         age = math.inf if s is None else max(0.0, self.clock() - s.polled_at)
         return CacheView(s, age, s is not None and age <= self.config.max_staleness_s, e.attempted, e.error)
 
@@ -425,7 +458,7 @@ class Poller:
             gone -= {e.md.model for e in self._entries.values()}
             for model in gone:  # drop the per-model series of models nobody asks about any more
                 for g in (self.metrics.target, self.metrics.metric, self.metrics.active, self.metrics.load,
-                          self.metrics.poll_errors):
+                          self.metrics.poll_errors, self.metrics.pushes):
                     with contextlib.suppress(KeyError):
                         g.remove(model)
             self.metrics.subscriptions.set(len(self._entries))

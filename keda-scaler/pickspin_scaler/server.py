@@ -35,6 +35,7 @@ from ._generated import externalscaler_pb2_grpc as pb_grpc
 from .metadata import MetadataError, ScalerMetadata, parse_metadata
 from .policy import is_active, metric_value
 from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
+from .push import DemandEndpoint
 from .reachability import Reachability
 
 log = logging.getLogger("pickspin.scaler")
@@ -255,6 +256,7 @@ class ServerConfig:
     port: int = 6000
     metrics_host: str | None = None  # None: the same address as host
     metrics_port: int | None = 9102  # None: no metrics HTTP server
+    push_port: int | None = None  # router -> scaler demand push (push.py), on the metrics host; None: off
     grace_s: float = 5.0
     first_poll_wait_s: float = 3.0
     stream_tick_s: float = 1.0
@@ -314,6 +316,8 @@ class ScalerServer:
         self.port: int | None = None
         self.metrics_port: int | None = None
         self._http: Any = None
+        self._push: DemandEndpoint | None = None
+        self.push_port: int | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
@@ -340,6 +344,9 @@ class ScalerServer:
             self._http, _ = start_http_server(self.config.metrics_port, self.config.metrics_bind_host(),
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
+        if self.config.push_port is not None:
+            self._push = DemandEndpoint(self.poller, self.config.metrics_bind_host(), self.config.push_port)
+            self.push_port = self._push.start()
         self.poller.start()
         if self.reachability is not None:
             self.reachability.start()
@@ -363,6 +370,9 @@ class ScalerServer:
         self.poller.stop()
         if self.reachability is not None:
             self.reachability.stop()
+        if self._push is not None:
+            self._push.stop()
+            self._push = None
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

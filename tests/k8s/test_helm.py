@@ -161,3 +161,21 @@ def test_semantic_routing_without_a_scorer_fails_with_a_message() -> None:
     assert 'routing.mode "hybrid" needs the scorer' in p.stderr
     ok = run_helm("template", "pickspin", str(CHART), "--set", "scorer.enabled=false", "--set", "routing.mode=keyword")
     assert "pickspin-scorer" not in ok.stdout
+
+
+def test_router_pushes_demand_to_every_scaler_replica() -> None:
+    """The router's config names the scaler's headless push Service; the scaler listens on that port; only
+    the router may reach it."""
+    docs = render("default")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("config"))
+    url = yaml.safe_load(cm["data"]["config.yaml"])["router"]["scaler_push_url"]
+    push = next(d for d in docs if d["kind"] == "Service" and d["apiVersion"] == "v1"
+                and d["metadata"]["name"].endswith("-scaler-push"))
+    assert push["spec"]["clusterIP"] == "None"  # resolves to every replica
+    port = push["spec"]["ports"][0]["port"]
+    assert url == f"http://{push['metadata']['name']}.{push['metadata']['namespace']}.svc.cluster.local:{port}"
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-scaler"))
+    assert f"--push-port={port}" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    np = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-scaler"))
+    rule = next(r for r in np["spec"]["ingress"] if r["ports"] == [{"protocol": "TCP", "port": port}])
+    assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"

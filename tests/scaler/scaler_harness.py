@@ -13,12 +13,13 @@ from pickspin_scaler.server import ScalerServer, ServerConfig
 
 class ServerThread:
     def __init__(self, poller_config: PollerConfig, *, metrics_port: int | None = 0, grace_s: float = 1.0,
-                 stream_tick_s: float = 0.2, first_poll_wait_s: float = 3.0) -> None:
+                 stream_tick_s: float = 0.2, first_poll_wait_s: float = 3.0, push_port: int | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="scaler-loop", daemon=True)
         self.thread.start()
         cfg = ServerConfig(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=metrics_port,
-                           grace_s=grace_s, stream_tick_s=stream_tick_s, first_poll_wait_s=first_poll_wait_s)
+                           grace_s=grace_s, stream_tick_s=stream_tick_s, first_poll_wait_s=first_poll_wait_s,
+                           push_port=push_port)
         self.server = self.call(self._make(cfg, poller_config))
         self.port: int = self.call(self.server.start())
         self.address = f"127.0.0.1:{self.port}"

@@ -106,6 +106,10 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- $_ := set $routing "scorer" $sr -}}
 {{- end -}}
 {{- $router := merge (deepCopy (.Values.router.settings | default dict)) (dict "active_probes" false) -}}
+{{- if and .Values.scaler.enabled .Values.scaler.pushPort -}}
+{{- /* the router pushes demand for cold models to every scaler replica (a headless Service) */ -}}
+{{- $_ := set $router "scaler_push_url" (printf "http://%s-push.%s.svc.%s:%d" (include "pickspin.scalerName" .) .Release.Namespace (.Values.clusterDomain | default "cluster.local") (int .Values.scaler.pushPort)) -}}
+{{- end -}}
 {{- $matrix := dict "models" $models "routing" $routing "router" $router "tiers" .Values.tiers -}}
 {{- if .Values.profiles -}}{{- $_ := set $matrix "profiles" .Values.profiles -}}{{- end -}}
 {{- toYaml $matrix -}}
