@@ -5,7 +5,10 @@
 A candidate phrase (``CANDIDATES``, matched on word boundaries, case-insensitive, as the router matches it)
 becomes a ``high`` rule when, on every training family where it occurs in at least ``MIN_SUPPORT``
 prompts, the share of those prompts that the small tier fails is at least ``MIN_LIFT`` above that
-family's base rate, it occurs with that support in at least ``MIN_FAMILIES`` families, and on no family
+family's base rate, it occurs with that support in families of at least ``MIN_FAMILIES`` different
+datasets (the three MMLU-Pro families count as one: a cue of MMLU-Pro's question style is not a cue of
+difficulty - measured, "explain", "why", "most likely" passed within MMLU-Pro and then hurt on
+TruthfulQA, GSM8K and MMLU), and on no family
 where it fires at least ``MIN_CONTRA`` times does it point the other way (this is what drops "define":
 easier on MMLU-Pro, harder on MATH, where "Define $f(x)$ ..." opens competition problems); ``low``
 likewise with the share below the base rate. Candidates are ranked by their weakest family's lift, so
@@ -86,6 +89,11 @@ OLD_HIGH: tuple[str, ...] = ("prove", "proof", "derive", "derivation", "explain 
                              "implement", "refactor", "debug", "formal", "rigorous")
 
 
+def source(family: str) -> str:
+    """The dataset a family comes from: the three MMLU-Pro families count as one."""
+    return family.split(":")[0]
+
+
 def _contradicted(ev: dict[str, dict[str, float]], cls: str) -> bool:
     sign = 1 if cls == "high" else -1
     return any(e["n"] >= MIN_CONTRA and sign * e["lift"] <= 0 for e in ev.values())
@@ -105,7 +113,7 @@ def mine(texts: Sequence[str], fams: Sequence[str] | np.ndarray, hard: Sequence[
     cands: dict[str, list[tuple[float, str]]] = {"low": [], "high": []}
     for ph, ev in ev_all.items():
         lifts = [e["lift"] for e in ev.values() if e["n"] >= MIN_SUPPORT]
-        if len(lifts) < MIN_FAMILIES:
+        if len({source(f) for f, e in ev.items() if e["n"] >= MIN_SUPPORT}) < MIN_FAMILIES:
             continue
         if min(lifts) >= MIN_LIFT and not _contradicted(ev, "high"):
             cands["high"].append((min(lifts), ph))

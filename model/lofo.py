@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emb = embed_all(prompts)
     new = lofo_new(emb[f"{a.window}/l{a.layer}"], window_loglen(texts, WINDOWS[a.window]), fam, ylab,
                    TRAIN_FAMILIES)
+    np.save(WORK / f"probs-new-lofo-{a.window}-l{a.layer}.npy", new)
     old_rules = KeywordRules(low=OLD_RULES["low"], high=OLD_RULES["high"], hit_confidence=0.85)
     new_rules = KeywordRules()
     scores: dict[str, np.ndarray] = {"old artifact": not_low(old)}

@@ -41,24 +41,23 @@ def test_hybrid_eval_runs_the_routers_own_hybrid() -> None:
     # a confident hit decides (the old behaviour) ...
     h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.85), sem)
     assert h[0].round(3).tolist() == [0.075, 0.075, 0.85] and h[1].tolist() == sem[1].tolist()
-    # ... a weak one (the default) multiplies into the scorer's probabilities
+    assert h[2].round(3).tolist() == [0.075, 0.075, 0.85]
+    # ... a weak one (the default) leaves the scorer's probabilities, row by row
     h = hybrid_probs(texts, KeywordRules(low=[], high=["prove"], hit_confidence=0.6), sem)
-    want = sem[0] * np.array([0.2, 0.2, 0.6])
-    assert np.allclose(h[0], want / want.sum()) and h[1].tolist() == sem[1].tolist()
-    assert not_low(h)[0] > not_low(sem)[0]
-    assert h[2].tolist() != h[0].tolist()  # each prompt gets its own semantic row
+    assert np.array_equal(h, sem)
+    assert not_low(h).round(3).tolist() == [0.8, 0.4, 0.7]
 
 
 def test_mined_rules_need_the_same_direction_on_every_family() -> None:
     texts, fams, hard = [], [], []
-    for f in ("a", "b", "c"):
+    for f in ("a", "b", "c:x"):
         for i in range(100):
             easy_cue = i < 30
             texts.append(("please explain this" if easy_cue else "compute it") + (" quickly" if i % 2 else ""))
             fams.append(f)
             # "explain" prompts are easy everywhere; "quickly" is hard on a and b but easy on c
             h = 0 if easy_cue else 1
-            if i % 2 and f == "c":
+            if i % 2 and f == "c:x":
                 h = 0
             hard.append(h)
     import model.keyword_rules as kr

@@ -15,11 +15,11 @@ def clf() -> KeywordClassifier:
 @pytest.mark.parametrize(
     ("text", "label", "rule"),
     [
-        ("Explain photosynthesis", "low", "low:explain"),
+        ("Give the definition of entropy.", "low", "low:definition"),
         ("Please SUMMARISE this paragraph", "low", "low:summarise"),
-        ("Why is the sky blue?", "low", "low:why"),
+        ("Extract the dates from this text", "low", "low:extract"),
         ("prove that sqrt(2) is irrational", "high", "high:prove"),
-        ("Which of these is the MOST   LIKELY cause?", "high", "high:most   likely"),
+        ("What is the COMPLEXITY   of quicksort?", "high", "high:complexity   of"),
         ("Optimise this SQL query", "high", "high:optimise"),
         ("optimize this loop", "high", "high:optimize"),
         ("Write a haiku about autumn", "medium", None),
@@ -42,7 +42,7 @@ def test_word_boundaries(clf: KeywordClassifier, text: str) -> None:
 
 
 def test_conflict_is_high_with_low_confidence(clf: KeywordClassifier) -> None:
-    e = clf.classify("explain the steps to prove Fermat's little theorem")
+    e = clf.classify("summarise the steps to prove Fermat's little theorem")
     assert e.label == "high"
     assert e.confidence == 0.5
     assert e.detail.get("conflict") is True
@@ -51,7 +51,7 @@ def test_conflict_is_high_with_low_confidence(clf: KeywordClassifier) -> None:
 
 def test_confidences_follow_rules() -> None:
     c = KeywordClassifier(KeywordRules(hit_confidence=0.9, default_class="low", default_confidence=0.6))
-    assert c.classify("explain x").confidence == 0.9
+    assert c.classify("summarise x").confidence == 0.9
     e = c.classify("hello there")
     assert (e.label, e.confidence) == ("low", 0.6)
 

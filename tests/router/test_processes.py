@@ -71,7 +71,7 @@ def test_route_cli_prints_decision_and_table() -> None:
     r = subprocess.run(pickspin_cmd("route", "prove that sqrt(2) is irrational", "--profile", "quality"),
                        env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    # config/local.yaml routes hybrid: the default "prove" rule is evidence combined with the scorer
+    # config/local.yaml routes hybrid: the default "prove" rule is noted, the scorer decides
     assert "complexity: " in r.stdout and "rule high:prove" in r.stdout
     assert "decision:   " in r.stdout
     assert r.stdout.count("\n") >= 8

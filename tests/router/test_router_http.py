@@ -51,7 +51,7 @@ def router(trio: dict[str, ServerThread]) -> Iterator[ServerThread]:
 
 
 def test_routes_by_complexity_end_to_end(router: ServerThread) -> None:
-    r1 = httpx.post(router.url + "/v1/chat/completions", json=chat("explain three colours"))
+    r1 = httpx.post(router.url + "/v1/chat/completions", json=chat("summarise three colours"))
     r2 = httpx.post(router.url + "/v1/chat/completions", json=chat("prove that sqrt(2) is irrational"))
     assert r1.status_code == 200 and r2.status_code == 200
     assert r1.headers["X-PickSpin-Model"] == "small-model"
@@ -80,7 +80,7 @@ def test_named_model_still_picks_its_backend(router: ServerThread) -> None:
 
 
 def test_text_completions(router: ServerThread) -> None:
-    r = httpx.post(router.url + "/v1/completions", json={"prompt": "explain latency", "max_tokens": 3})
+    r = httpx.post(router.url + "/v1/completions", json={"prompt": "summarise latency", "max_tokens": 3})
     assert r.status_code == 200
     assert r.json()["object"] == "text_completion"
     assert r.headers["X-PickSpin-Complexity"] == "low"
@@ -140,7 +140,7 @@ def test_unknown_path_and_method(router: ServerThread) -> None:
 def test_health_ready_metrics_openapi(router: ServerThread) -> None:
     assert httpx.get(router.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(router.url + "/readyz").status_code == 200
-    httpx.post(router.url + "/v1/chat/completions", json=chat("explain x"))
+    httpx.post(router.url + "/v1/chat/completions", json=chat("summarise x"))
     text = httpx.get(router.url + "/metrics").text
     for name in ("pickspin_requests_total", "pickspin_request_duration_seconds_bucket", "pickspin_ttft_seconds",
                  "pickspin_inflight_requests", "pickspin_route_decision_seconds", "pickspin_backend_up"):

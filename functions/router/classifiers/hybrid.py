@@ -1,21 +1,21 @@
-"""Hybrid: a confident keyword hit decides; otherwise the semantic scorer, with a weak hit as evidence.
+"""Hybrid: a confident keyword hit decides; no hit, a weak hit or conflicting hits go to the scorer.
 
 A keyword estimate at least ``MIN_KEYWORD_CONFIDENCE`` confident decides on its own (the keyword pass
-costs microseconds, so such prompts never pay for the model). Below that, the scorer's probabilities
-are used, and a single-class keyword hit multiplies them by the keyword estimate's own probabilities
-(renormalised: a product of the two opinions), so a rule shifts the model's estimate instead of
-overruling it. The default rules (``KeywordRules``) are built from data in which even the best phrases
-shift a family's failure rate by only 0.1-0.3 (model/keyword_rules.py), so their default
-``hit_confidence`` (0.6) is below the deciding threshold: measured leave-one-family-out, letting such
-hits decide made hybrid worse than semantic alone on several families (model/REPORT.md).
-If the scorer is unavailable the keyword estimate is used, marked ``keyword-fallback``.
+costs microseconds, so such prompts never pay for the model); everything else gets the scorer's
+probabilities (a weak hit is noted in ``rule``, for the explanation, and changes nothing). The default
+rules (``KeywordRules``) report hits with confidence 0.6, below the threshold: measured
+leave-one-family-out (model/REPORT.md), letting hits decide made hybrid worse than the scorer alone on
+most families, and multiplying them into the scorer's probabilities did not help either, at any weight
+tried. So by default hybrid = semantic, with the keyword rules as the fallback when the scorer is
+unavailable (marked ``keyword-fallback``); operators who configure rules they trust at
+``hit_confidence >= 0.8`` get the fast path for those.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pickspin.config import COMPLEXITY_CLASSES, ServiceMatrix
+from pickspin.config import ServiceMatrix
 
 from .base import Estimate
 from .keyword import KeywordClassifier
@@ -53,16 +53,5 @@ class HybridClassifier:
         est = self.semantic.classify(text)
         why = "conflict" if kw.detail.get("conflict") else "no-hit" if kw.rule is None else "weak-hit"
         if why == "weak-hit" and est.source == "semantic":
-            est = combine(est, kw)
+            est = replace(est, rule=kw.rule)
         return replace(est, detail={**est.detail, "hybrid": f"scorer:{why}"})
-
-
-def combine(sem: Estimate, kw: Estimate) -> Estimate:
-    """The scorer's probabilities times the keyword estimate's, renormalised (the rule is noted)."""
-    raw = {c: float(sem.probs.get(c, 0.0)) * float(kw.probs.get(c, 0.0)) for c in COMPLEXITY_CLASSES}
-    total = sum(raw.values())
-    if total <= 0:
-        return sem
-    probs = {c: v / total for c, v in raw.items()}
-    label = max(COMPLEXITY_CLASSES, key=lambda c: probs[c])
-    return replace(sem, label=label, probs=probs, confidence=probs[label], rule=kw.rule)
