@@ -62,9 +62,9 @@ def draw(out: Path = OUT) -> Path:
     box(ax, 0.2, 0.6, 2.0, 2.3, "Helm", "helm install pickspin\nhelm/pickspin\n(values: one entry\nper model)", C_HELM)
 
     box(ax, 3.0, 3.6, 3.6, 3.6, "Router  (Knative Service, KPA)",
-        "min-scale 1, $PORT, /readyz\n\n1. classify prompt complexity\n   keyword | scorer (semantic)\n"
-        "2. score (model, backend):\n   w_R R + w_T T + w_C C\n3. proxy + stream, failover\n"
-        "telemetry: EWMA latency,\n   errors, in-flight\n/metrics  pickspin_*", C_ROUTER)
+        "min-scale 1, $PORT, /readyz\n1. classify prompt complexity\n   keyword | scorer (semantic)\n"
+        "2. score (model, backend):\n   w_R R + w_T T + w_C C, wait budget\n   (downgrade + wake if cold)\n"
+        "3. proxy + stream, failover,\n   circuit breaker per backend\n/metrics  pickspin_*", C_ROUTER)
     box(ax, 3.3, 0.7, 3.0, 1.9, "Scorer  (Knative Service, KPA)", "MiniLM classifier, onnxruntime\n"
         "POST /v1/classify\nscale to zero allowed", C_KSVC)
 
@@ -95,6 +95,8 @@ def draw(out: Path = OUT) -> Path:
     ax.text(12.3, 3.2, "pickspin_* metrics\n(scraped)", ha="center", fontsize=8.2, color="#b03a2e")
     arrow(ax, (12.7, 1.5), (12.4, 1.5), "", color="#b03a2e")
     ax.text(12.55, 1.05, "PromQL", ha="center", fontsize=8, color="#b03a2e")
+    arrow(ax, (6.1, 3.6), (10.6, 2.8), "", color="#1f618d", dashed=True)
+    ax.text(9.75, 3.12, "demand push\n(cold model)", ha="center", fontsize=8.2, color="#1f618d")
     arrow(ax, (9.9, 1.9), (10.3, 1.9), "", style="<|-|>", color="#5b2c6f")
     ax.text(10.1, 2.05, "gRPC", ha="center", fontsize=8, color="#5b2c6f")
     arrow(ax, (7.9, 2.8), (8.45, 5.2), "", color="#5b2c6f")
