@@ -117,6 +117,19 @@ MARKERS = {"static": "s", "static-peak": "D", "knative-kpa": "^", "keda-threshol
            "pickspin-adaptive": "P"}
 
 
+def _frontier_and_legend(ax: Any, sr: ScenarioResult, colors: dict[str, str], front: list[tuple[float, float]],
+                         label: str) -> None:
+    """The frontier as a dashed step line, and legend entries for routings (colour) and policies (marker)."""
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5", ls="--", lw=1,
+                label=label)
+    for r, c in colors.items():
+        ax.scatter([], [], color=c, label=f"routing: {r}")
+    for pol, mk in MARKERS.items():
+        if any(r["policy"] == pol for r in sr.rows.values()):
+            ax.scatter([], [], color="0.3", marker=mk, label=pol)
+
+
 def slo_frontier(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
     """Points (GPU-s/query, SLO attainment) not beaten on both by another: cheaper and at least as good."""
     pts = sorted({(r["gpu_seconds_per_query"], r["slo_attainment"]) for r in rows
@@ -148,14 +161,7 @@ def plot_slo_pareto(sr: ScenarioResult, out_dir: Path) -> Path:
             correct = r.get("correct_rate")
             ax.annotate(f"{k}" + (f" ({correct:.3f} correct)" if correct is not None else ""), (x, y), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
-    if len(front) > 1:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5", ls="--", lw=1,
-                label="Pareto frontier (cheaper and better SLO)")
-    for r, c in colors.items():
-        ax.scatter([], [], color=c, label=f"routing: {r}")
-    for pol, mk in MARKERS.items():
-        if any(r["policy"] == pol for r in sr.rows.values()):
-            ax.scatter([], [], color="0.3", marker=mk, label=pol)
+    _frontier_and_legend(ax, sr, colors, front, "Pareto frontier (cheaper and better SLO)")
     ax.set_xscale("log")
     ax.set_xlabel("GPU-seconds per query (log)")
     ax.set_ylabel("SLO attainment (TTFT and TPOT within SLO)")
@@ -229,14 +235,7 @@ def plot(cfg: SimConfig, sr: ScenarioResult, out_dir: Path) -> list[Path]:
         if ("/" not in k or (x, y) in front) and not near:
             ax.annotate(k, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
             labelled.append((x, y))
-    if len(front) > 1:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.5", ls="--", lw=1,
-                label="Pareto frontier")
-    for r, c in colors.items():
-        ax.scatter([], [], color=c, label=f"routing: {r}")
-    for pol, mk in MARKERS.items():
-        if any(r["policy"] == pol for r in sr.rows.values()):
-            ax.scatter([], [], color="0.3", marker=mk, label=pol)
+    _frontier_and_legend(ax, sr, colors, front, "Pareto frontier")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("GPU cost per query (USD, log)")
