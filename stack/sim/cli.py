@@ -7,6 +7,7 @@ Heavy imports (numpy, matplotlib, the router) happen inside the command.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import DEFAULT_POLICIES, estimates_for, run_scenario
     from .trace import SharedDataMissing
 
+    # The simulated router's telemetry (circuit transitions, backends up/down) would log on every event
+    # of a day-long replay; the results count what matters.
+    logging.getLogger("pickspin.telemetry").setLevel(logging.WARNING)
     t0 = time.perf_counter()
     cfg = load_sim_config(args.config)
     policies = args.policies or list(DEFAULT_POLICIES)
