@@ -252,7 +252,8 @@ class LocalActivator:
                              rate=n / self.window_s)
         default = KeepWarm(self._configured.floor, self._configured.idle_seconds, float("nan"), 0)
         self.keep_warm = choose_keep_warm(list(self._gaps), cost, default)
-        self.params = Params(self.params.concurrency, self.keep_warm.floor, self.keep_warm.idle_seconds)
+        self.params = Params(self.params.concurrency, max(self.keep_warm.floor, self._configured.floor),
+                             self.keep_warm.idle_seconds)
 
     def _control_once(self) -> None:
         now = self.clock()

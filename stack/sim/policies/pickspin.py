@@ -120,8 +120,10 @@ class PickSpinPolicy(Policy):
 class PickSpinAdaptivePolicy(PickSpinPolicy):
     """The same scaler policy with adaptive keep-warm: every ``keep_warm_every_s`` each model's warm floor
     and tau are re-chosen by ``pickspin_scaler.policy.choose_keep_warm`` from the idle gaps the scaler
-    has seen (a gap = from the last poll with activity to the next one with activity), instead of the
-    tier's fixed floor and the configured tau."""
+    has seen (a gap = from the last poll with activity to the next one with activity) instead of the
+    configured tau; the tier's warm pool stays a lower bound (letting the small tier go to zero between
+    diurnal bursts cost more than it saved: each wake-up under load starts several replicas at once,
+    which the one-replica cost model does not see)."""
 
     name = "pickspin-adaptive"
 
@@ -149,5 +151,5 @@ class PickSpinAdaptivePolicy(PickSpinPolicy):
             default = scaler_policy.KeepWarm(st.md.floor(), st.md.idle_seconds, float("nan"), 0)
             kw = scaler_policy.choose_keep_warm(list(st.gaps), cost, default)
             st.keep_warm = kw
-            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=kw.floor,
+            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=max(kw.floor, st.md.floor()),
                                              idle_seconds=kw.idle_seconds)
