@@ -302,6 +302,9 @@ class RouterSettings(_Strict):
     # A stream sent to a cold or waking backend gets an SSE comment (": waking <model>, eta 18s") this often
     # until the backend's first byte.
     waiting_comment_interval_s: float = Field(default=5.0, gt=0)
+    # A cold or waking backend takes up to this many requests beyond its max_concurrency: they wait for
+    # its one start (in the activator) instead of 503 here; beyond it, 503 with Retry-After from the ETA.
+    max_held_per_backend: int = Field(default=256, ge=0)
     # The scaler's demand-push address (its --push-port), e.g. http://pickspin-scaler.pickspin:9103: requests
     # sent to or held for a cold or waking model are pushed there, so it wakes without waiting for a scrape.
     scaler_push_url: str | None = None

@@ -141,6 +141,9 @@ class LocalActivator:
         self._threads: list[threading.Thread] = []
         self._server: Any = None
         self._http = urllib3.PoolManager(num_pools=2, maxsize=max(8, backend.max_concurrency * 2), retries=False)
+        # Like Knative's activator with containerConcurrency: at most max_concurrency requests go to the backend
+        # at once; the rest of a burst held through a cold start waits here for a slot, not in its accept queue.
+        self._slots = threading.BoundedSemaphore(backend.max_concurrency)
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -454,11 +457,17 @@ class LocalActivator:
                    if k.startswith("HTTP_") and k[5:].replace("_", "-").lower() not in _HOP}
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]
+        if not self._slots.acquire(timeout=self.cold_start_timeout_s):
+            self._end(t0)
+            return _json(start_response, 503, error_body(503, f"backend {self.backend.name}: no free slot within "
+                                                              f"{self.cold_start_timeout_s:g}s", code="overloaded"),
+                         [("Retry-After", str(self.retry_after_s))])
         try:
             up = self._http.request(environ.get("REQUEST_METHOD", "GET"), f"http://127.0.0.1:{port}{path}", body=body,
                                     headers=headers, preload_content=False,
                                     timeout=urllib3.Timeout(connect=5.0, read=self.matrix.router.first_byte_timeout_s))
         except urllib3.exceptions.HTTPError as e:
+            self._slots.release()
             self._end(t0)
             return _json(start_response, 502, error_body(502, f"backend {self.backend.name}: {type(e).__name__}",
                                                          code="upstream_error"))
@@ -467,7 +476,11 @@ class LocalActivator:
             out_headers.append(("Content-Length", up.headers["Content-Length"]))
         out_headers.append(("X-PickSpin-Activator", self.backend.name))
         start_response(f"{up.status} {_reason(up.status)}", out_headers)
-        return _Relay(up, lambda: self._end(t0))
+        def done() -> None:
+            self._slots.release()
+            self._end(t0)
+
+        return _Relay(up, done)
 
 
 class _Relay:

@@ -281,7 +281,8 @@ def decide(st: RouterState, text: str, profile: str, model: str | None = None, *
     snap = st.telemetry.snapshot
     # the circuit breaker (telemetry) decides on error rates, with a minimum sample count and recovery
     kw: dict[str, Any] = {"max_error_rate": None, "now": st.telemetry.clock(),
-                          "half_open_requests": st.matrix.router.breaker_half_open_requests}
+                          "half_open_requests": st.matrix.router.breaker_half_open_requests,
+                          "max_held": st.matrix.router.max_held_per_backend}
     budget = next((b for b in (max_wait_s, prof.max_wait_s, st.matrix.router.max_wait_s) if b is not None), None)
     if budget is None:
         d = Decision(est, profile, prof, rank(cands, snap, est, prof, **kw), requested, snap)

@@ -95,8 +95,15 @@ def _norm(v: float, lo: float, hi: float) -> float:
     return 0.0 if hi - lo <= 1e-12 else (v - lo) / (hi - lo)
 
 
+def capacity(backend: Backend, stats: BackendStats, max_held: int = 0) -> int:
+    """Requests the backend may have in flight: its max_concurrency, plus up to ``max_held`` more while
+    it is cold or waking (they wait in its activator for the one start, rather than 503 here)."""
+    waiting = stats.cold or bool(stats.eta_s)
+    return backend.max_concurrency + (max_held if waiting else 0)
+
+
 def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_rate: float | None,
-                      now: float | None = None, half_open_requests: int = 1) -> str | None:
+                      now: float | None = None, half_open_requests: int = 1, max_held: int = 0) -> str | None:
     if stats is None:
         return "no telemetry"
     if not stats.healthy:
@@ -105,8 +112,8 @@ def ineligible_reason(backend: Backend, stats: BackendStats | None, max_error_ra
         return "circuit open"
     if stats.circuit == "half_open" and stats.trials >= half_open_requests:
         return "circuit half-open (trial in flight)"
-    if stats.inflight >= backend.max_concurrency:
-        return "at capacity"
+    if stats.inflight >= capacity(backend, stats, max_held):
+        return "at capacity" if stats.inflight <= backend.max_concurrency else f"{stats.inflight} held, at the cap"
     if max_error_rate is not None and stats.error_rate > max_error_rate:
         return f"error rate {stats.error_rate:.2f}"
     return None
@@ -121,6 +128,7 @@ def rank(
     max_error_rate: float | None = 0.5,
     now: float | None = None,
     half_open_requests: int = 1,
+    max_held: int = 0,
 ) -> list[Scored]:
     """Score every candidate; eligible ones first, best first. Pure: no I/O, no clock, no state
     (``now`` is the caller's clock reading, for circuits whose cooldown may be over)."""
@@ -141,7 +149,7 @@ def rank(
                     max_error_rate is None or st.error_rate <= max_error_rate):
                 reason = None
             else:
-                reason = ineligible_reason(b, st, max_error_rate, now, half_open_requests)
+                reason = ineligible_reason(b, st, max_error_rate, now, half_open_requests, max_held)
             lat = expected_latency(b, st)
         pm = per_model.get(id(m))
         if pm is None:

@@ -54,10 +54,11 @@ class Choice:
 
 def choose(candidates: Sequence[Candidate], snapshot: Mapping[str, BackendStats], estimate: Estimate,
            profile: Profile, budget_s: float, *, max_error_rate: float | None = 0.5, now: float | None = None,
-           half_open_requests: int = 1) -> Choice:
+           half_open_requests: int = 1, max_held: int = 0) -> Choice:
     """Rank ``candidates`` and apply the wait budget (see the module docstring); the keywords go to
     :func:`~functions.router.scoring.rank`."""
-    kw = {"max_error_rate": max_error_rate, "now": now, "half_open_requests": half_open_requests}
+    kw = {"max_error_rate": max_error_rate, "now": now, "half_open_requests": half_open_requests,
+          "max_held": max_held}
     waits = {c.backend.name: wait_s(c.backend, snapshot.get(c.backend.name)) for c in candidates}
     table = rank(candidates, snapshot, estimate, profile, **kw)  # type: ignore[arg-type]
     if not any(waits.values()):

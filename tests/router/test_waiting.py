@@ -52,3 +52,15 @@ def test_wait_is_the_eta_when_known_else_the_cold_start_while_cold() -> None:
     assert wait_s(b, replace(s, cold=True)) == 30.0
     assert wait_s(b, replace(s, cold=True, eta_s=4.0)) == 4.0
     assert wait_s(b, replace(s, eta_s=0.0)) == 0.0
+
+
+def test_a_waking_backend_holds_requests_beyond_its_concurrency_up_to_the_cap() -> None:
+    from functions.router.scoring import ineligible_reason
+
+    b = CANDS[1].backend  # max_concurrency 8
+    warm = replace(WARM[b.name], inflight=8)
+    assert ineligible_reason(b, warm, None, max_held=256) == "at capacity"
+    waking = replace(warm, eta_s=12.0, inflight=200)
+    assert ineligible_reason(b, waking, None, max_held=256) is None
+    assert ineligible_reason(b, replace(waking, inflight=8 + 256), None, max_held=256) == "264 held, at the cap"
+    assert ineligible_reason(b, replace(warm, cold=True, inflight=9), None, max_held=0) == "9 held, at the cap"

@@ -119,3 +119,22 @@ def test_a_stream_to_a_cold_model_gets_sse_comments_while_it_wakes(stack: tuple[
     assert len(comments) >= 3  # the stub takes about 3 s to start; a comment every 0.5 s
     assert data and data[0][0] > comments[-1][0] and data[-1][1] == "data: [DONE]"
     assert act.starts == 1
+
+
+def test_fifty_concurrent_requests_to_a_cold_model_start_it_once_and_are_all_served(
+        stack: tuple[ServerThread, LocalActivator]) -> None:
+    """50 at once, far above the backend's max_concurrency (8): while it is cold they are held for its one
+    start (router.max_held_per_backend), not turned away, and all are answered by it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    router, act = stack
+
+    def one(_: int) -> httpx.Response:
+        return httpx.post(router.url + "/v1/chat/completions", json={**PROVE, "model": "large-model"},
+                          timeout=60)
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(one, range(50)))
+    assert [r.status_code for r in answers] == [200] * 50, [r.text for r in answers if r.status_code != 200][:2]
+    assert {r.headers["X-PickSpin-Model"] for r in answers} == {"large-model"}
+    assert act.starts == 1
