@@ -61,6 +61,9 @@ VLLM_QUERIES: dict[str, str] = {
 BACKEND_STATE_HEADER = "X-PickSpin-Backend-State"  # on the activator's health answers
 #: Seconds until the backend is ready (0 when ready), learned from observed start-ups; absent when unknown.
 BACKEND_ETA_HEADER = "X-PickSpin-Backend-ETA"
+#: On a relayed answer: seconds the request was held (cold start, free slot) before the backend got it.
+#: The router leaves it out of service time, so Little's law does not count a cold start as work.
+HELD_HEADER = "X-PickSpin-Held-S"
 
 
 class BackendState(StrEnum):

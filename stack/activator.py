@@ -43,7 +43,13 @@ from urllib.parse import urlparse
 import urllib3
 
 from pickspin.config import Backend, Model, ServiceMatrix
-from pickspin.contract import BACKEND_ETA_HEADER, BACKEND_STATE_HEADER, HOP_BY_HOP_HEADERS, BackendState
+from pickspin.contract import (
+    BACKEND_ETA_HEADER,
+    BACKEND_STATE_HEADER,
+    HELD_HEADER,
+    HOP_BY_HOP_HEADERS,
+    BackendState,
+)
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
 from pickspin_scaler.policy import ColdStartCost, KeepWarm, Observation, Params, choose_keep_warm, decide
@@ -408,6 +414,7 @@ class LocalActivator:
         if method == "GET" and path in {"/health", self.backend.probe_path()}:
             return self._probe(environ, start_response, path)
         body = _read_body(environ)
+        arrived = self.clock()
         self._begin()  # counted as demand from here: held requests keep the model active
         try:
             why = self._wait_ready()
@@ -423,7 +430,7 @@ class LocalActivator:
             return _json(start_response, 503, error_body(503, why, code=code), [("Retry-After", str(retry))])
         t0 = self.clock()
         try:
-            return self._forward(environ, start_response, body, t0)  # ends the demand exactly once
+            return self._forward(environ, start_response, body, t0, arrived)  # ends the demand exactly once
         except BaseException:
             self._end(t0)
             raise
@@ -450,7 +457,7 @@ class LocalActivator:
                 {"id": self.backend.served_model_name, "object": "model", "owned_by": "pickspin-activator"}]}, said)
         return _json(start_response, 200, {"status": "ok", "activator": state, "eta_s": eta}, said)
 
-    def _forward(self, environ: dict[str, Any], start_response: Any, body: bytes, t0: float) -> Any:
+    def _forward(self, environ: dict[str, Any], start_response: Any, body: bytes, t0: float, arrived: float) -> Any:
         port = self._port
         path = environ.get("PATH_INFO", "") + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
         headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items()
@@ -462,6 +469,7 @@ class LocalActivator:
             return _json(start_response, 503, error_body(503, f"backend {self.backend.name}: no free slot within "
                                                               f"{self.cold_start_timeout_s:g}s", code="overloaded"),
                          [("Retry-After", str(self.retry_after_s))])
+        t0_sent = self.clock()
         try:
             up = self._http.request(environ.get("REQUEST_METHOD", "GET"), f"http://127.0.0.1:{port}{path}", body=body,
                                     headers=headers, preload_content=False,
@@ -475,6 +483,7 @@ class LocalActivator:
         if up.headers.get("Content-Length"):
             out_headers.append(("Content-Length", up.headers["Content-Length"]))
         out_headers.append(("X-PickSpin-Activator", self.backend.name))
+        out_headers.append((HELD_HEADER, f"{max(0.0, t0_sent - arrived):.3f}"))
         start_response(f"{up.status} {_reason(up.status)}", out_headers)
         def done() -> None:
             self._slots.release()

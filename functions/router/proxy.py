@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response
 
 from pickspin.config import Backend, Model, RouterSettings
-from pickspin.contract import HOP_BY_HOP_HEADERS
+from pickspin.contract import HELD_HEADER, HOP_BY_HOP_HEADERS
 from pickspin.errors import APIError
 
 from .metrics import RouterMetrics
@@ -40,6 +40,15 @@ class Target:
 
 #: Streams of these paths end with ``data: [DONE]``; one that ends without it was cut short.
 DONE_TERMINATED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+
+def _held_s(upstream: Upstream) -> float:
+    """Seconds the activator held the request before the backend got it (0 when unknown)."""
+    try:
+        v = float(upstream.header(HELD_HEADER) or 0.0)
+    except ValueError:
+        return 0.0
+    return v if 0.0 <= v < float("inf") else 0.0
 
 
 class _Deadline(Exception):
@@ -94,6 +103,7 @@ class Forwarder:
                 last = a
                 continue
             ttft = time.perf_counter() - t0
+            held = _held_s(upstream)
             self.telemetry.answered(b.name)
             self.metrics.ttft.labels(target.model.name, b.name).observe(ttft)
             headers = self._response_headers(upstream, target, extra_headers)
@@ -103,7 +113,7 @@ class Forwarder:
                 (upstream.header("Content-Type") or "").startswith("text/event-stream")
             if not sse and upstream.done:
                 upstream.release()
-                self._finish(target, t0, ttft, upstream.status, complexity, inflight)
+                self._finish(target, t0, ttft, upstream.status, complexity, inflight, held)
                 return Response(first, status=upstream.status, headers=headers)
             if not sse:
                 # a large non-streamed answer: pass it through piece by piece (memory stays bounded)
@@ -112,7 +122,7 @@ class Forwarder:
                     headers["Content-Length"] = length
             expect_done = sse and path in DONE_TERMINATED_PATHS
             return Response(self._relay(upstream, first, target, t0, ttft, complexity, inflight, sse=sse,
-                                        expect_done=expect_done),
+                                        expect_done=expect_done, held=held),
                             status=upstream.status, headers=headers, direct_passthrough=True)
         if last is None:  # every circuit refused between the decision and now
             raise APIError(503, "no healthy backend with free capacity (circuit open)", code="no_healthy_backend",
@@ -225,7 +235,7 @@ class Forwarder:
         return left
 
     def _relay(self, upstream: Upstream, first: bytes, target: Target, t0: float, ttft: float, complexity: str,
-               inflight: Any, *, sse: bool, expect_done: bool) -> Iterator[bytes]:
+               inflight: Any, *, sse: bool, expect_done: bool, held: float = 0.0) -> Iterator[bytes]:
         """Pass the rest of the answer through. Deadlines: ``stream_idle_timeout_s`` between reads,
         ``total_timeout_s`` for the whole exchange. An SSE stream that breaks, stalls or ends without
         ``[DONE]`` gets an in-band error event; a plain body that breaks is cut (the client sees a short
@@ -274,10 +284,12 @@ class Forwarder:
                 yield b"data: " + json.dumps(err).encode() + b"\n\n"
         finally:
             upstream.release()
-            self._finish(target, t0, ttft, status, complexity, inflight)
+            self._finish(target, t0, ttft, status, complexity, inflight, held)
 
-    def _finish(self, target: Target, t0: float, ttft: float, status: int, complexity: str, inflight: Any) -> None:
-        elapsed = time.perf_counter() - t0
+    def _finish(self, target: Target, t0: float, ttft: float, status: int, complexity: str, inflight: Any,
+                held: float = 0.0) -> None:
+        # service time: what the backend spent on it, not the wait for its cold start (Little's law input)
+        elapsed = max(0.0, time.perf_counter() - t0 - held)
         inflight.dec()
         ok = status < 500
         self.telemetry.end(target.backend.name, ok=ok, latency_s=elapsed if ok else None, ttft_s=ttft)

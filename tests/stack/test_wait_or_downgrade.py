@@ -84,10 +84,18 @@ def test_a_short_budget_is_served_warm_now_and_the_best_model_wakes(stack: tuple
 
 def test_strict_waits_for_the_best_model(stack: tuple[ServerThread, LocalActivator]) -> None:
     router, act = stack
+    t0 = time.monotonic()
     r = httpx.post(router.url + "/v1/chat/completions", json={**PROVE, "max_wait_s": "strict"},
                    headers={"X-PickSpin-Profile": "quality"}, timeout=30)
+    waited = time.monotonic() - t0
     assert r.status_code == 200 and r.headers["X-PickSpin-Model"] == "large-model"
     assert "X-PickSpin-Downgraded-From" not in r.headers and act.starts == 1
+    assert "X-PickSpin-Held-S" not in r.headers  # internal: the router reads it, the client never sees it
+    # Little's law input: the service time excludes the ~3 s cold start the client waited through
+    metrics = httpx.get(router.url + "/metrics").text
+    line = next(x for x in metrics.splitlines()
+                if x.startswith('pickspin_request_duration_seconds_sum{backend="large-b",model="large-model"}'))
+    assert waited > 2.5 and float(line.split()[-1]) < 1.0, (waited, line)
 
 
 def test_a_bad_budget_is_a_400_naming_it(stack: tuple[ServerThread, LocalActivator]) -> None:
