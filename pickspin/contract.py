@@ -95,7 +95,8 @@ def _num(v: float) -> str:
 
 def scaler_metadata(*, model: str, tier: str, concurrency: int, warm_pool: int, idle_seconds: float,
                     window_seconds: float | None = None, prometheus_address: str | None = None,
-                    metrics_namespace: str | None = None) -> dict[str, str]:
+                    metrics_namespace: str | None = None, keep_warm: str = "fixed", load_seconds: float = 0.0,
+                    gpus: int = 1, slo_miss_gpu_s: float = 60.0) -> dict[str, str]:
     """The ``external-push`` trigger's metadata for one model: every value a string, keys as the scaler
     reads them (KEDA adds its own, e.g. ``scalerAddress``)."""
     md = {"model": model, "tier": tier, "concurrency": str(concurrency), "warmPool": str(warm_pool),
@@ -106,6 +107,9 @@ def scaler_metadata(*, model: str, tier: str, concurrency: int, warm_pool: int, 
         md["prometheusAddress"] = prometheus_address
     if metrics_namespace:  # keeps releases that share a Prometheus apart
         md["metricsNamespace"] = metrics_namespace
+    if keep_warm == "adaptive":  # tau chosen by the scaler from the model's idle gaps (policy.choose_keep_warm)
+        md.update(keepWarm="adaptive", loadSeconds=_num(load_seconds), gpus=str(gpus),
+                  sloMissGpuSeconds=_num(slo_miss_gpu_s))
     return md
 
 
@@ -115,7 +119,9 @@ def trigger_metadata(matrix: ServiceMatrix, model: Model, *, window_seconds: flo
     return scaler_metadata(model=model.name, tier=model.tier, concurrency=model.scaling.concurrency,
                            warm_pool=matrix.warm_pool(model), idle_seconds=model.scaling.idle_seconds,
                            window_seconds=window_seconds, prometheus_address=prometheus_address,
-                           metrics_namespace=metrics_namespace)
+                           metrics_namespace=metrics_namespace, keep_warm=model.scaling.keep_warm,
+                           load_seconds=max((b.cold_start_s for b in model.backends), default=0.0) or 60.0,
+                           gpus=model.scaling.gpus, slo_miss_gpu_s=model.scaling.slo_miss_gpu_s)
 
 
 def promql_duration(seconds: float) -> str:

@@ -70,6 +70,12 @@ class ScalerMetadata(BaseModel):
     query_flavor: Flavor = Field(default="router", alias="queryFlavor")
     # Label value used in the default vLLM queries (vLLM labels by served model name); default: model.
     served_model_name: str | None = Field(default=None, alias="servedModelName", min_length=1)
+    # Adaptive keep-warm (policy.choose_keep_warm): tau re-chosen from the model's own idle gaps; the
+    # warm pool stays a lower bound. loadSeconds, gpus and sloMissGpuSeconds price a cold start.
+    keep_warm: Literal["fixed", "adaptive"] = Field(default="fixed", alias="keepWarm")
+    load_seconds: float = Field(default=60.0, alias="loadSeconds", ge=0, le=86_400)
+    gpus: int = Field(default=1, ge=1, le=1024)
+    slo_miss_gpu_seconds: float = Field(default=60.0, alias="sloMissGpuSeconds", ge=0, le=1e9)
     rate_query: str | None = Field(default=None, alias="rateQuery", min_length=1)
     latency_query: str | None = Field(default=None, alias="latencyQuery", min_length=1)
     demand_query: str | None = Field(default=None, alias="demandQuery", min_length=1)

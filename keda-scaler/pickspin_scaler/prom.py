@@ -18,9 +18,10 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 import urllib3
@@ -29,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .metadata import QUERY_KEYS, MetadataError, ScalerMetadata, normalize_address
-from .policy import Observation, Params, decide
+from .policy import ColdStartCost, KeepWarm, Observation, Params, choose_keep_warm, decide
 
 log = logging.getLogger("pickspin.scaler.prom")
 
@@ -161,6 +162,8 @@ class _Entry:
     error: str | None = None
     errors: int = 0
     pushed: tuple[float, float] | None = None  # (demand, poller time) the router last pushed
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=500))  # idle gaps seen (adaptive keep-warm)
+    keep_warm: KeepWarm | None = None  # the adaptive choice in force, if the trigger asks for one
 
 
 class ScalerMetrics:
@@ -422,6 +425,8 @@ class Poller:
         else:
             moved = total != e.last_total
         if _pos(demand) or moved:
+            if e.last_used is not None and now - e.last_used > self.config.interval_s:
+                e.gaps.append(now - e.last_used)  # activity again after an idle gap
             e.last_used = now
         if total is not None and math.isfinite(total):
             e.last_total = total
@@ -432,12 +437,26 @@ class Poller:
             log.info("poll of %s recovered", e.md.model)
         e.error = None
         e.attempted = True
+        if e.md.keep_warm == "adaptive":
+            md = e.md
+            cost = ColdStartCost(load_s=md.load_seconds, gpus=md.gpus, slo_miss_gpu_s=md.slo_miss_gpu_seconds,
+                                 rate=_f(rate))
+            e.keep_warm = choose_keep_warm(list(e.gaps), cost, KeepWarm(md.floor(), md.idle_seconds, math.nan, 0))
         if self._entries.get(e.key) is e:  # a late poll must not bring back a removed model's series
-            self._update_gauges(e.md, sample, now)
+            self._update_gauges(e.md, sample, now, self.params(e.key, e.md))
         return True
 
-    def _update_gauges(self, md: ScalerMetadata, s: Sample, now: float) -> None:
-        d = decide(s.observation(), params_of(md), now)
+    def params(self, key: SubKey, md: ScalerMetadata) -> Params:
+        """The policy parameters in force for a subscription: the trigger's, or with adaptive keep-warm
+        the tau chosen from its gaps (never below the trigger's warm floor)."""
+        e = self._entries.get(key)
+        kw = None if e is None or md.keep_warm != "adaptive" else e.keep_warm
+        if kw is None:
+            return params_of(md)
+        return Params(concurrency=md.concurrency, floor=max(kw.floor, md.floor()), idle_seconds=kw.idle_seconds)
+
+    def _update_gauges(self, md: ScalerMetadata, s: Sample, now: float, p: Params) -> None:
+        d = decide(s.observation(), p, now)
         m = md.model
         self.metrics.target.labels(m).set(d.desired)
         self.metrics.metric.labels(m).set(d.metric_value)

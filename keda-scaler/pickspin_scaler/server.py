@@ -34,7 +34,7 @@ from ._generated import externalscaler_pb2 as pb
 from ._generated import externalscaler_pb2_grpc as pb_grpc
 from .metadata import MetadataError, ScalerMetadata, parse_metadata
 from .policy import is_active, metric_value
-from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey, params_of
+from .prom import CacheView, Poller, PollerConfig, ScalerMetrics, SubKey
 from .push import DemandEndpoint
 from .reachability import Reachability
 
@@ -131,9 +131,9 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             why += f"; last error: {v.error}"
         return _Abort(grpc.StatusCode.UNAVAILABLE, why)
 
-    def _active_now(self, md: ScalerMetadata, v: CacheView) -> bool | None:
+    def _active_now(self, md: ScalerMetadata, key: SubKey, v: CacheView) -> bool | None:
         """True/False, or None if it cannot be known (no fresh data and no warm floor)."""
-        p = params_of(md)
+        p = self.poller.params(key, md)
         if p.floor > 0:
             return True
         if not v.fresh or v.sample is None:
@@ -172,7 +172,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             _, v = await self._view(md, key)
             if not v.fresh or v.sample is None:
                 raise self._unavailable(md, v, self.poller.config.max_staleness_s)
-            value = metric_value(v.sample.observation(), params_of(md))
+            value = metric_value(v.sample.observation(), self.poller.params(key, md))
             as_int = min(_INT64_CAP, math.ceil(value - 1e-9)) if value > 0 else 0  # the deprecated int64 field
             mv = pb.MetricValue(metricName=request.metricName or md.metric_name(), metricValue=as_int,
                                 metricValueFloat=value)
@@ -186,7 +186,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             if self._unroutable(request):
                 return pb.IsActiveResponse(result=False)
             _, v = await self._view(md, key)
-            active = self._active_now(md, v)
+            active = self._active_now(md, key, v)
             if active is None:
                 raise self._unavailable(md, v, self.poller.config.max_staleness_s)
             return pb.IsActiveResponse(result=active)
@@ -207,7 +207,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         try:
             key, v = await self._view(md, key)
             while not self._closing:
-                state = False if self._unroutable(request) else self._active_now(md, v)
+                state = False if self._unroutable(request) else self._active_now(md, key, v)
                 # Unknown (no fresh data): send nothing; the last state stands and the pull RPCs report
                 # UNAVAILABLE, so KEDA's fallback governs replicas meanwhile.
                 if state is not None and state != last:

@@ -160,3 +160,41 @@ def test_too_few_gaps_keep_the_configured_default_and_the_platform_idle_time_cou
     assert choose_keep_warm([5.0, 7.0], cost, DEFAULT_KW) is DEFAULT_KW
     with_cooldown = ColdStartCost(load_s=60, gpus=1, extra_idle_s=30)
     assert keep_warm_cost([100.0], 0, with_cooldown) == 30 + 60  # held through the cooldown, then reloaded
+
+
+def test_the_scaler_poller_adapts_tau_from_the_gaps_it_sees() -> None:
+    """The gRPC scaler's poller runs the same choice: a model asked for every ~400 s, 8 GPUs, a 120 s
+    load and no SLO price goes to zero at once (tau 0) once enough gaps are seen; a fixed trigger keeps
+    its tau; the warm floor stays a lower bound."""
+    from pickspin.config import parse_config
+    from pickspin.contract import trigger_metadata
+    from pickspin_scaler.metadata import parse_metadata
+    from pickspin_scaler.prom import Poller, PollerConfig, params_of
+
+    class Prom:
+        total = 0.0
+
+        def query(self, address: str, promql: str) -> float | None:
+            return self.total if promql.startswith("sum(pickspin_requests_total") else 0.0
+
+    now = [1000.0]
+    prom = Prom()
+    poller = Poller(PollerConfig(interval_s=2.0), client=prom, clock=lambda: now[0])  # type: ignore[arg-type]
+    matrix = parse_config({"models": [{
+        "name": m, "tier": "large", "capability": {"low": 1, "medium": 1, "high": 1}, "cost": {"per_1k_tokens": 1},
+        "scaling": {"keep_warm": kw, "gpus": 8, "slo_miss_gpu_s": 0, "idle_seconds": 300},
+        "backends": [{"name": f"{m}-b", "url": "http://127.0.0.1:9", "served_model_name": m, "cold_start_s": 120}]}
+        for m, kw in (("adaptive", "adaptive"), ("fixed", "fixed"))]})
+    mds = {m.name: parse_metadata(trigger_metadata(matrix, m)) for m in matrix.models}
+    assert mds["adaptive"].keep_warm == "adaptive" and mds["adaptive"].load_seconds == 120
+    keys = {n: poller.subscribe(md) for n, md in mds.items()}
+    for _ in range(8):  # a request every 400 s; KEDA keeps asking (the subscriptions stay)
+        for n, md in mds.items():
+            poller.subscribe(md, key=keys[n])
+        prom.total += 1
+        poller.poll_once()
+        now[0] += 400
+        poller.poll_once()
+    assert poller.params(keys["fixed"], mds["fixed"]) == params_of(mds["fixed"])
+    p = poller.params(keys["adaptive"], mds["adaptive"])
+    assert (p.floor, p.idle_seconds) == (0, 0.0)
