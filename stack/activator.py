@@ -52,7 +52,7 @@ from pickspin.contract import (
 )
 from pickspin.errors import error_body
 from pickspin.procs import terminate_group
-from pickspin_scaler.policy import ColdStartCost, KeepWarm, Observation, Params, choose_keep_warm, decide
+from pickspin_scaler.policy import ColdStartCost, KeepWarm, KeepWarmLearner, Observation, Params, decide
 
 log = logging.getLogger("pickspin.activator")
 LOAD_EWMA = 0.3  # weight of the newest observed start-up time
@@ -138,7 +138,7 @@ class LocalActivator:
         # Learned start-up time (EWMA over successful cold starts); the backend's cold_start_s is the prior.
         self._load_s: float | None = backend.cold_start_s or _expected_load_s(backend)
         self._starting_since: float | None = None
-        self._gaps: deque[float] = deque(maxlen=500)  # idle gaps seen (adaptive keep-warm)
+        self._learner = KeepWarmLearner()  # idle gaps and busy hours (adaptive keep-warm)
         self.keep_warm: KeepWarm | None = None
         self._done: deque[tuple[float, float]] = deque(maxlen=100_000)  # (finish time, latency)
         self.starts = 0
@@ -220,7 +220,7 @@ class LocalActivator:
                 "policy": {"concurrency": self.params.concurrency, "floor": self.params.floor,
                            "idle_seconds": self.params.idle_seconds, "load": d.load, "target": d.target,
                            "desired": d.desired, "active": d.active, "keep_warm": self.model.scaling.keep_warm,
-                           "gaps_seen": len(self._gaps)},
+                           "gaps_seen": len(self._learner.gaps)},
             }
 
     def _eta_locked(self, now: float) -> float | None:
@@ -258,9 +258,9 @@ class LocalActivator:
             return
         n = len(self._done)
         cost = ColdStartCost(load_s=self._load_s, gpus=s.gpus, slo_miss_gpu_s=s.slo_miss_gpu_s,
-                             rate=n / self.window_s)
+                             rate=max(self._learner.busy_rate, n / self.window_s))
         default = KeepWarm(self._configured.floor, self._configured.idle_seconds, float("nan"), 0)
-        self.keep_warm = choose_keep_warm(list(self._gaps), cost, default)
+        self.keep_warm = self._learner.choose(cost, default, time.time())
         self.params = Params(self.params.concurrency, max(self.keep_warm.floor, self._configured.floor),
                              self.keep_warm.idle_seconds)
 
@@ -371,8 +371,8 @@ class LocalActivator:
     def _begin(self) -> None:
         with self._cv:
             now = self.clock()
-            if self._inflight == 0 and self._last_used is not None and now - self._last_used > 0:
-                self._gaps.append(now - self._last_used)  # the idle gap this request ends
+            if self._inflight == 0:  # the idle gap this request ends, if any
+                self._learner.used(now, time.time(), len(self._done) / self.window_s)
             self._inflight += 1
             self._last_used = now
 
@@ -381,6 +381,7 @@ class LocalActivator:
             self._inflight -= 1
             now = self.clock()
             self._last_used = now
+            self._learner.busy_until(now)
             if t0 is not None:
                 self._done.append((now, now - t0))
 

@@ -386,8 +386,8 @@ def create_app(config: ServiceMatrix | str | Path | None = None, *, classifier: 
         waiting = wait_s(first, st.telemetry.snapshot.get(first.name)) > 0
         if waiting and st.pusher is not None:  # held for a cold start: tell the scaler now, not at the next scrape
             model = targets[0].model.name
-            st.pusher.push(model, 1 + sum(st.telemetry.snapshot[c.backend.name].inflight
-                                          for c in st.by_model[model]))
+            held = 1 + sum(st.telemetry.snapshot[c.backend.name].inflight for c in st.by_model[model])
+            st.pusher.push(model, held, held)
         if stream and waiting:
             # the backend is cold or waking: keep the client informed until its first byte
             return st.forwarder.forward_waiting(

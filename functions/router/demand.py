@@ -32,15 +32,16 @@ class DemandPusher:
         self._last: dict[str, float] = {}
         self.sent = 0
 
-    def push(self, model: str, demand: float) -> bool:
-        """Queue a push of ``demand`` for ``model``; False when one went out for it less than a second ago."""
+    def push(self, model: str, demand: float, held: float = 0.0) -> bool:
+        """Queue a push of ``demand`` for ``model``, ``held`` of them waiting for a replica to become ready;
+        False when one went out for it less than a second ago."""
         now = time.monotonic()
         with self._lock:
             if now - self._last.get(model, -MIN_INTERVAL_S) < MIN_INTERVAL_S:
                 return False
             self._last[model] = now
             self.sent += 1
-        self._pool.submit(self._send, model, demand)
+        self._pool.submit(self._send, model, demand, held)
         return True
 
     def addresses(self) -> list[str]:
@@ -52,8 +53,8 @@ class DemandPusher:
             return []
         return sorted({str(i[4][0]) for i in infos})
 
-    def _send(self, model: str, demand: float) -> None:
-        body = json.dumps({"model": model, "demand": demand}).encode()
+    def _send(self, model: str, demand: float, held: float) -> None:
+        body = json.dumps({"model": model, "demand": demand, "held": held}).encode()
         for ip in self.addresses():
             host = f"[{ip}]" if ":" in ip else ip
             try:

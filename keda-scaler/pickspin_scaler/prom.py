@@ -18,10 +18,9 @@ import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import urllib3
@@ -30,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .metadata import QUERY_KEYS, MetadataError, ScalerMetadata, normalize_address
-from .policy import ColdStartCost, KeepWarm, Observation, Params, choose_keep_warm, decide
+from .policy import ColdStartCost, KeepWarm, KeepWarmLearner, Observation, Params, decide
 
 log = logging.getLogger("pickspin.scaler.prom")
 
@@ -132,10 +131,11 @@ class Sample:
     total: float
     polled_at: float  # poller clock
     last_used: float | None  # poller clock; when a request or demand was last seen
+    held: float = 0.0  # of ``demand``, waiting for a replica to become ready (the router's push)
 
     def observation(self) -> Observation:
-        return Observation(rate=self.rate, latency=self.latency, demand=self.demand, recent=self.recent,
-                           last_used=self.last_used)
+        return Observation(rate=self.rate, latency=self.latency, demand=self.demand, held=self.held,
+                           recent=self.recent, last_used=self.last_used)
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,8 @@ class _Entry:
     attempted: bool = False
     error: str | None = None
     errors: int = 0
-    pushed: tuple[float, float] | None = None  # (demand, poller time) the router last pushed
-    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=500))  # idle gaps seen (adaptive keep-warm)
+    pushed: tuple[float, float, float] | None = None  # (demand, held, poller time) the router last pushed
+    learner: KeepWarmLearner | None = None  # idle gaps and busy hours (adaptive keep-warm), made on first use
     keep_warm: KeepWarm | None = None  # the adaptive choice in force, if the trigger asks for one
 
 
@@ -242,7 +242,8 @@ class Poller:
     """Background thread: poll Prometheus for every subscription, cache the results."""
 
     def __init__(self, config: PollerConfig | None = None, *, metrics: ScalerMetrics | None = None,
-                 client: PromClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 client: PromClient | None = None, clock: Callable[[], float] = time.monotonic,
+                 day_clock: Callable[[], float] = time.time) -> None:
         self.config = config or PollerConfig()
         self.metrics = metrics or ScalerMetrics()
         self._allowed = self.config.allowed()
@@ -250,6 +251,7 @@ class Poller:
                                            bearer_token_file=self.config.bearer_token_file,
                                            token_addresses=self._allowed)
         self.clock = clock
+        self.day_clock = day_clock  # UTC seconds: the time of day adaptive keep-warm learns busy hours on
         self._entries: dict[SubKey, _Entry] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -292,7 +294,7 @@ class Poller:
         self._wake.set()
         return key
 
-    def push(self, model: str, demand: float) -> int:
+    def push(self, model: str, demand: float, held: float = 0.0) -> int:
         """Demand the router reports for ``model`` right now (requests held for a cold start or routed
         there): until ``push_ttl_s`` passes, every subscription of that model sees at least this demand
         and counts as used now, even before Prometheus has scraped anything. Listeners (the open
@@ -301,7 +303,7 @@ class Poller:
         touched = 0
         for e in list(self._entries.values()):
             if e.md.model == model:
-                e.pushed = (max(0.0, demand), now)
+                e.pushed = (max(0.0, demand), max(0.0, min(held, demand)), now)
                 e.last_used = now
                 touched += 1
         if touched:
@@ -311,12 +313,13 @@ class Poller:
         return touched
 
     def _with_push(self, e: _Entry, s: Sample | None, now: float) -> Sample | None:
-        if e.pushed is None or now - e.pushed[1] > self.config.push_ttl_s:
+        if e.pushed is None or now - e.pushed[2] > self.config.push_ttl_s:
             return s
-        demand, at = e.pushed
+        demand, held, at = e.pushed
         if s is None:  # nothing scraped yet: the push alone says this model is wanted
-            return Sample(rate=0.0, latency=0.0, demand=demand, recent=0.0, total=0.0, polled_at=at, last_used=at)
-        return replace(s, demand=max(s.demand, demand), last_used=max(s.last_used or at, at),
+            return Sample(rate=0.0, latency=0.0, demand=demand, recent=0.0, total=0.0, polled_at=at, last_used=at,
+                          held=held)
+        return replace(s, demand=max(s.demand, demand), held=held, last_used=max(s.last_used or at, at),
                        polled_at=max(s.polled_at, at))
 
     def view(self, key: SubKey) -> CacheView:
@@ -425,8 +428,10 @@ class Poller:
         else:
             moved = total != e.last_total
         if _pos(demand) or moved:
-            if e.last_used is not None and now - e.last_used > self.config.interval_s:
-                e.gaps.append(now - e.last_used)  # activity again after an idle gap
+            if e.md.keep_warm == "adaptive":
+                if e.learner is None:
+                    e.learner = KeepWarmLearner(min_gap_s=self.config.interval_s)
+                e.learner.used(now, self.day_clock(), rate)
             e.last_used = now
         if total is not None and math.isfinite(total):
             e.last_total = total
@@ -439,9 +444,10 @@ class Poller:
         e.attempted = True
         if e.md.keep_warm == "adaptive":
             md = e.md
+            lr = e.learner or KeepWarmLearner(min_gap_s=self.config.interval_s)
             cost = ColdStartCost(load_s=md.load_seconds, gpus=md.gpus, slo_miss_gpu_s=md.slo_miss_gpu_seconds,
-                                 rate=_f(rate))
-            e.keep_warm = choose_keep_warm(list(e.gaps), cost, KeepWarm(md.floor(), md.idle_seconds, math.nan, 0))
+                                 rate=lr.busy_rate)
+            e.keep_warm = lr.choose(cost, KeepWarm(md.floor(), md.idle_seconds, math.nan, 0), self.day_clock())
         if self._entries.get(e.key) is e:  # a late poll must not bring back a removed model's series
             self._update_gauges(e.md, sample, now, self.params(e.key, e.md))
         return True

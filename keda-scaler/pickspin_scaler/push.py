@@ -25,8 +25,9 @@ MAX_BODY = 4096
 PATH = "/v1/demand"
 
 
-def parse_push(raw: bytes) -> tuple[str, float]:
-    """``(model, demand)`` from a push body, or ``ValueError`` naming the bad field."""
+def parse_push(raw: bytes) -> tuple[str, float, float]:
+    """``(model, demand, held)`` from a push body, or ``ValueError`` naming the bad field. ``held`` (default 0)
+    is how many of the ``demand`` requests wait for a replica to become ready: the backlog a wake sizes for."""
     try:
         body = json.loads(raw)
     except ValueError:
@@ -39,7 +40,12 @@ def parse_push(raw: bytes) -> tuple[str, float]:
     demand = body.get("demand", 1)
     if isinstance(demand, bool) or not isinstance(demand, int | float) or not math.isfinite(demand) or demand < 0:
         raise ValueError("demand: must be a number >= 0")
-    return model, float(demand)
+    held = body.get("held", 0)
+    if isinstance(held, bool) or not isinstance(held, int | float) or not math.isfinite(held) or held < 0:
+        raise ValueError("held: must be a number >= 0")
+    if held > demand:
+        raise ValueError("held: must not exceed demand")
+    return model, float(demand), float(held)
 
 
 class DemandEndpoint:
@@ -74,11 +80,11 @@ class DemandEndpoint:
                     self._answer(413, f"body must be 0..{MAX_BODY} bytes with a Content-Length")
                     return
                 try:
-                    model, demand = parse_push(self.rfile.read(n))
+                    model, demand, held = parse_push(self.rfile.read(n))
                 except ValueError as e:
                     self._answer(400, str(e))
                     return
-                if poller_.push(model, demand):
+                if poller_.push(model, demand, held):
                     self._answer(204)
                 else:
                     self._answer(404, f"no subscription for model {model!r}")

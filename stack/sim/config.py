@@ -122,6 +122,8 @@ class PickSpinPolicy(_Strict):
     slo_miss_gpu_s: float = Field(default=60.0, ge=0)  # one request missing its SLO, priced in GPU-seconds
     keep_warm_every_s: float = Field(default=300.0, gt=0)  # how often (floor, tau) is re-chosen
     keep_warm_gaps: int = Field(default=500, ge=1)  # idle gaps remembered per model (bounded)
+    time_of_day: bool = True  # warm before slots of the day that were busy on past days
+    keep_warm_floor: Literal["tier", "learned"] = "tier"  # tier: the warm pool stays a lower bound
 
 
 class Policies(_Strict):

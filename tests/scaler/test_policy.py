@@ -198,3 +198,60 @@ def test_the_scaler_poller_adapts_tau_from_the_gaps_it_sees() -> None:
     assert poller.params(keys["fixed"], mds["fixed"]) == params_of(mds["fixed"])
     p = poller.params(keys["adaptive"], mds["adaptive"])
     assert (p.floor, p.idle_seconds) == (0, 0.0)
+
+
+def test_held_backlog_adds_to_the_load_and_keeps_the_model_active() -> None:
+    """0 -> N: 30 requests held while 1 req/s x 4 s keeps arriving need ceil((30 + 4) / 8) = 5 replicas now;
+    the same 30 in flight on a warm model (held 0) need only max(load, demand)."""
+    p = Params(concurrency=8, floor=0, idle_seconds=0)
+    cold = Observation(rate=1.0, latency=4.0, demand=30, held=30)
+    warm = Observation(rate=1.0, latency=4.0, demand=30)
+    assert metric_value(cold, p) == 34 and desired_replicas(cold, p, NOW) == 5
+    assert metric_value(warm, p) == 30 and desired_replicas(warm, p, NOW) == 4
+    assert is_active(Observation(held=1), p, NOW)
+    assert metric_value(Observation(held=float("nan")), p) == 0
+
+
+# -- time of day -------------------------------------------------------------------------------------------
+from pickspin_scaler.policy import DAY_S, KeepWarmLearner, prewarm_slots  # noqa: E402
+
+
+def test_prewarm_slots_weigh_the_share_of_busy_days_against_a_warm_slot() -> None:
+    cost = ColdStartCost(load_s=80, gpus=1, slo_miss_gpu_s=60, rate=0.4)  # 80 + 33 x 60 = 2060 GPU-s
+    assert prewarm_slots([7, 3, 2, 0], 7, 600.0, cost) == frozenset({0, 1})  # p >= 600 / 2060 = 0.29
+    assert prewarm_slots([7, 3, 2, 0], 1, 600.0, cost) == frozenset()  # one day is no pattern yet
+    assert prewarm_slots([7, 7], 7, 600.0, ColdStartCost(load_s=80, gpus=8)) == frozenset()  # 640 < 4800
+
+
+def test_learner_prewarms_before_the_slot_that_was_busy_every_day_and_not_elsewhere() -> None:
+    """A model used at 08:10-08:20 for three days, nothing else: on day 4 it is warm from 08:08:40 (one load
+    ahead of the slot) to 08:20, cold at 03:00 and at 12:00; its idle gaps (a day each) say tau 0."""
+    cost = ColdStartCost(load_s=80, gpus=1, slo_miss_gpu_s=60, rate=0.4)
+    lr = KeepWarmLearner(min_gap_s=2.0)
+    for day in range(3):
+        for k in range(0, 600, 30):
+            t = day * DAY_S + 8 * 3600 + 600 + k
+            lr.used(t, t, rate=0.4)
+    assert lr.busy_rate == pytest.approx(0.4)
+    today = 3 * DAY_S
+    default = KeepWarm(0, 300.0, float("nan"), 0)
+    assert lr.choose(cost, default, today + 3 * 3600).floor == 0
+    assert lr.choose(cost, default, today + 12 * 3600).floor == 0
+    before = lr.choose(cost, default, today + 8 * 3600 + 600 - 80)
+    assert before.floor == 1 and before.prewarm
+    assert lr.choose(cost, default, today + 8 * 3600 + 600 - 90).floor == 0
+    assert lr.choose(cost, default, today + 8 * 3600 + 1190).floor == 1
+    off = KeepWarmLearner(min_gap_s=2.0, time_of_day=False)
+    off.used(0.0, 0.0)
+    assert not off.prewarm(cost, DAY_S * 5)
+
+
+def test_learner_keeps_bounded_history() -> None:
+    lr = KeepWarmLearner(max_gaps=3, days_kept=2)
+    for d in range(10):
+        lr.used(d * DAY_S, d * DAY_S)
+    assert len(lr.gaps) == 3
+    counts, days = lr.history(10 * DAY_S)
+    assert days == 2 and counts[0] == 2 and sum(counts) == 2
+    with pytest.raises(ValueError, match="slot_s"):
+        KeepWarmLearner(slot_s=7.0)

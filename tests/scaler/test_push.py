@@ -19,7 +19,7 @@ from tests.helpers import sim_server
 
 from .conftest import FakePrometheus
 from .scaler_harness import ServerThread
-from .test_grpc import StreamReader, ref
+from .test_grpc import StreamReader, metrics, ref
 
 Stubs = tuple[types.ModuleType, types.ModuleType]
 
@@ -52,11 +52,14 @@ def test_a_push_counts_as_demand_for_its_ttl_even_without_data() -> None:
 @pytest.mark.parametrize(("body", "field"), [(b"{", "body"), (b"[]", "body"), (b'{"demand": 1}', "model"),
                                              (b'{"model": "m", "demand": -1}', "demand"),
                                              (b'{"model": "m", "demand": true}', "demand"),
-                                             (b'{"model": "m", "demand": "2"}', "demand")])
+                                             (b'{"model": "m", "demand": "2"}', "demand"),
+                                             (b'{"model": "m", "demand": 2, "held": -1}', "held"),
+                                             (b'{"model": "m", "demand": 2, "held": 3}', "held")])
 def test_bad_push_bodies_name_the_field(body: bytes, field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
         parse_push(body)
-    assert parse_push(b'{"model": "m"}') == ("m", 1.0)
+    assert parse_push(b'{"model": "m"}') == ("m", 1.0, 0.0)
+    assert parse_push(b'{"model": "m", "demand": 5, "held": 5}') == ("m", 5.0, 5.0)
 
 
 @pytest.fixture
@@ -100,6 +103,28 @@ def test_the_router_wakes_a_model_at_zero_through_the_scaler_stream(keda_stubs: 
             router.stop()
             reader.call.cancel()
             ch.close()
+
+
+def test_a_held_backlog_sizes_the_wake_zero_to_n(keda_stubs: Stubs, scaler: ServerThread,
+                                                fake_prom: FakePrometheus) -> None:
+    """Twenty requests held for a model at zero, Prometheus at 2 req/s x 1.5 s: GetMetrics (real gRPC) reports
+    held + load = 23 against c = 8, so the HPA goes 0 -> 3 at once, not 1 and then more scrapes later."""
+    pb2, pb2_grpc = keda_stubs
+    md = {"model": "big", "concurrency": "8", "idleSeconds": "300"}
+    fake_prom.set(parse_metadata(md).queries(), rate=2.0, latency=1.5, demand=0.0, recent=0.0, total=0.0)
+    ch = grpc.insecure_channel(scaler.address)
+    try:
+        stub = pb2_grpc.ExternalScalerStub(ch)
+        assert metrics(stub, pb2, ref(pb2, **md)).metricValueFloat == pytest.approx(3.0)
+        r = httpx.post(f"http://127.0.0.1:{scaler.server.push_port}/v1/demand",
+                       json={"model": "big", "demand": 20, "held": 20})
+        assert r.status_code == 204
+        v = metrics(stub, pb2, ref(pb2, **md))
+        assert v.metricValueFloat == pytest.approx(23.0) and v.metricValue == 23
+        r = httpx.post(f"http://127.0.0.1:{scaler.server.push_port}/v1/demand", json={"model": "big", "demand": 20})
+        assert metrics(stub, pb2, ref(pb2, **md)).metricValueFloat == pytest.approx(20.0)  # not held: max, not sum
+    finally:
+        ch.close()
 
 
 def test_push_endpoint_answers(scaler: ServerThread) -> None:

@@ -19,13 +19,13 @@ The policy module is looked up at call time (``scaler_policy.decide``), so patch
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pickspin.contract import trigger_metadata
 from pickspin_scaler import policy as scaler_policy
 from pickspin_scaler.metadata import ScalerMetadata, parse_metadata
+from pickspin_scaler.prom import PollerConfig
 
 from ..config import SimConfig
 from .base import HorizontalPodAutoscaler, KedaScaledObject, Policy, hpa_proposal
@@ -42,9 +42,9 @@ class _State:
     last_total: int | None = None
     last_used: float | None = None
     decision: Any = None  # scaler_policy.Decision
-    gaps: deque[float] = field(default_factory=deque)  # idle gaps seen (pickspin-adaptive)
     keep_warm: Any = None  # scaler_policy.KeepWarm in force
-    rate: float = 0.0  # requests/s over the window at the last poll
+    learner: Any = None  # scaler_policy.KeepWarmLearner (pickspin-adaptive)
+    pushed: tuple[float, float] | None = None  # (held, time) of the router's last demand push
 
 
 class PickSpinPolicy(Policy):
@@ -54,6 +54,7 @@ class PickSpinPolicy(Policy):
         super().__init__(cfg)
         self.p = cfg.policies.pickspin
         self.state: dict[int, _State] = {}
+        self.push_ttl_s = PollerConfig().push_ttl_s
 
     def metadata(self, ms_name: str) -> ScalerMetadata:
         """The trigger metadata the project's ScaledObject carries for this model."""
@@ -77,13 +78,34 @@ class PickSpinPolicy(Policy):
         sim.every(self.p.poll_interval_s, self.poll)
         sim.every(hpa.sync_period_s, self.sync)
 
+    def on_arrival(self, sim: Simulation, ms: Any, now: float) -> None:
+        """The router's demand push (``functions/router/demand.py`` -> the scaler's ``POST /v1/demand``): a
+        request held for a model with no ready replica reports the model's held requests at once, the open
+        ``StreamIsActive`` stream turns active (KEDA takes 0 -> 1 now, not after a scrape) and the next HPA
+        sync sizes 0 -> N from held + load."""
+        if ms.n_ready > 0:
+            return
+        st = self.state[ms.idx]
+        st.pushed = (float(ms.inflight), now)
+        st.decision = scaler_policy.decide(self.observe(ms.idx, now), st.params, now)
+        st.so.activity(sim, ms, now, bool(st.decision.active))
+
+    def _held(self, st: _State, now: float) -> float:
+        if st.pushed is None or now - st.pushed[1] > self.push_ttl_s:
+            return 0.0
+        return st.pushed[0]
+
     def observe(self, ms_idx: int, now: float) -> Any:
-        """The scaler's Observation for one model from the last scrape (what its PromQL returns)."""
+        """The scaler's Observation for one model from the last scrape (what its PromQL returns), with the
+        router's pushed demand while it is fresh (``Poller.push``)."""
         ms = self.sim.models[ms_idx]
         st = self.state[ms_idx]
         s = ms.scrape_at(now)
+        held = self._held(st, now)
+        if held > 0:
+            st.last_used = now  # as Poller.push: pushed demand is use now
         if s is None:
-            return scaler_policy.Observation(last_used=st.last_used)
+            return scaler_policy.Observation(demand=held, held=held, last_used=st.last_used)
         w = st.md.window_seconds
         old = ms.scrape_at(s.t - w)
         d_total = s.total - (old.total if old is not None else 0)
@@ -95,8 +117,8 @@ class PickSpinPolicy(Policy):
         if s.inflight > 0 or (st.last_total is not None and s.total != st.last_total):
             st.last_used = now
         st.last_total = s.total
-        return scaler_policy.Observation(rate=rate, latency=latency, demand=float(s.inflight), recent=recent,
-                                         last_used=st.last_used)
+        return scaler_policy.Observation(rate=rate, latency=latency, demand=max(float(s.inflight), held), held=held,
+                                         recent=recent, last_used=st.last_used)
 
     def poll(self, now: float) -> None:
         for ms in self.sim.models:
@@ -118,38 +140,55 @@ class PickSpinPolicy(Policy):
 
 
 class PickSpinAdaptivePolicy(PickSpinPolicy):
-    """The same scaler policy with adaptive keep-warm: every ``keep_warm_every_s`` each model's warm floor
-    and tau are re-chosen by ``pickspin_scaler.policy.choose_keep_warm`` from the idle gaps the scaler
-    has seen (a gap = from the last poll with activity to the next one with activity) instead of the
-    configured tau; the tier's warm pool stays a lower bound (letting the small tier go to zero between
-    diurnal bursts cost more than it saved: each wake-up under load starts several replicas at once,
-    which the one-replica cost model does not see)."""
+    """The same scaler policy with adaptive keep-warm: ``pickspin_scaler.policy.KeepWarmLearner`` per model,
+    as the scaler and the activator run it. Every ``keep_warm_every_s`` (floor, tau) is re-chosen from the
+    idle gaps the scaler has seen (a gap = from the last poll with activity to the next one with activity);
+    every poll the floor is raised to 1 while this time of day was busy on past days (``time_of_day``).
+    ``keep_warm_floor: tier`` keeps the tier's warm pool as a lower bound; ``learned`` lets the learner take
+    a model with a warm pool to zero (the issue's "instead of fixed tier floors")."""
 
     name = "pickspin-adaptive"
 
     def attach(self, sim: Simulation) -> None:
         super().attach(sim)
         for st in self.state.values():
-            st.gaps = deque(maxlen=self.p.keep_warm_gaps)
+            st.learner = scaler_policy.KeepWarmLearner(min_gap_s=self.p.poll_interval_s,
+                                                       max_gaps=self.p.keep_warm_gaps, time_of_day=self.p.time_of_day)
         sim.every(self.p.keep_warm_every_s, self.rechoose)
+
+    def _day_t(self, now: float) -> float:
+        return now - self.sim.t0  # the trace's own clock: 0 = midnight of its first day
 
     def observe(self, ms_idx: int, now: float) -> Any:
         st = self.state[ms_idx]
         before = st.last_used
         obs = super().observe(ms_idx, now)
-        if st.last_used is not None and before is not None and st.last_used - before > self.p.poll_interval_s:
-            st.gaps.append(st.last_used - before)  # activity again after an idle gap
-        st.rate = scaler_policy.clean(obs.rate)
+        if st.last_used is not None and st.last_used != before:
+            st.learner.used(now, self._day_t(now), obs.rate)
         return obs
+
+    def _cost(self, ms: Any, st: _State) -> Any:
+        return scaler_policy.ColdStartCost(load_s=ms.cluster.cold_start_s, gpus=ms.cluster.gpus,
+                                           slo_miss_gpu_s=self.p.slo_miss_gpu_s, rate=st.learner.busy_rate,
+                                           extra_idle_s=self.p.keda_cooldown_s)
+
+    def _floor(self, st: _State, learned: int) -> int:
+        return learned if self.p.keep_warm_floor == "learned" else max(learned, st.md.floor())
 
     def rechoose(self, now: float) -> None:
         for ms in self.sim.models:
             st = self.state[ms.idx]
-            cost = scaler_policy.ColdStartCost(
-                load_s=ms.cluster.cold_start_s, gpus=ms.cluster.gpus, slo_miss_gpu_s=self.p.slo_miss_gpu_s,
-                rate=st.rate, extra_idle_s=self.p.keda_cooldown_s)
             default = scaler_policy.KeepWarm(st.md.floor(), st.md.idle_seconds, float("nan"), 0)
-            kw = scaler_policy.choose_keep_warm(list(st.gaps), cost, default)
-            st.keep_warm = kw
-            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=max(kw.floor, st.md.floor()),
+            st.keep_warm = kw = scaler_policy.choose_keep_warm(list(st.learner.gaps), self._cost(ms, st), default)
+            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=self._floor(st, kw.floor),
                                              idle_seconds=kw.idle_seconds)
+
+    def poll(self, now: float) -> None:
+        if self.p.time_of_day:
+            for ms in self.sim.models:
+                st = self.state[ms.idx]
+                base = self._floor(st, st.keep_warm.floor if st.keep_warm is not None else st.md.floor())
+                pre = 1 if base == 0 and st.learner.prewarm(self._cost(ms, st), self._day_t(now)) else 0
+                if max(base, pre) != st.params.floor:
+                    st.params = scaler_policy.Params(st.params.concurrency, max(base, pre), st.params.idle_seconds)
+        super().poll(now)
