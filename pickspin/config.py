@@ -158,9 +158,9 @@ class Scaling(_Strict):
     warm_pool: int | None = Field(default=None, ge=0)  # None: the tier's default
     max_replicas: int = Field(default=4, ge=1)
     idle_seconds: float = Field(default=300.0, ge=0)  # tau
-    # fixed: the warm pool and tau above. adaptive: tau (and a floor of 1 when staying warm is cheapest)
-    # re-chosen from the model's own idle gaps by comparing idle GPU-seconds with the cost of a cold start
-    # (pickspin_scaler.policy.choose_keep_warm); the warm pool stays a lower bound, tau above is the start.
+    # fixed: the warm pool and tau above. adaptive: the floor (0 or 1) and tau are learned per model from its
+    # own idle gaps and busy hours of the day, comparing idle GPU-seconds with the cost of a cold start
+    # (pickspin_scaler.policy.KeepWarmLearner); the warm pool and tau above hold until it has seen enough.
     # gpus and slo_miss_gpu_s price that comparison.
     keep_warm: Literal["fixed", "adaptive"] = "fixed"
     gpus: int = Field(default=1, ge=1)  # GPUs one replica holds

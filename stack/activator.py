@@ -138,7 +138,8 @@ class LocalActivator:
         # Learned start-up time (EWMA over successful cold starts); the backend's cold_start_s is the prior.
         self._load_s: float | None = backend.cold_start_s or _expected_load_s(backend)
         self._starting_since: float | None = None
-        self._learner = KeepWarmLearner()  # idle gaps and busy hours (adaptive keep-warm)
+        # idle gaps and busy hours (adaptive keep-warm); no platform cooldown here, so every gap counts
+        self._learner = KeepWarmLearner(min_gap_s=0.0)
         self.keep_warm: KeepWarm | None = None
         self._done: deque[tuple[float, float]] = deque(maxlen=100_000)  # (finish time, latency)
         self.starts = 0
@@ -261,7 +262,7 @@ class LocalActivator:
                              rate=max(self._learner.busy_rate, n / self.window_s))
         default = KeepWarm(self._configured.floor, self._configured.idle_seconds, float("nan"), 0)
         self.keep_warm = self._learner.choose(cost, default, time.time())
-        self.params = Params(self.params.concurrency, max(self.keep_warm.floor, self._configured.floor),
+        self.params = Params(self.params.concurrency, self.keep_warm.floor,
                              self.keep_warm.idle_seconds)
 
     def _control_once(self) -> None:

@@ -145,6 +145,10 @@ MODEL = obj({
                       "description": "replicas kept warm (null: the tier's default)"},
         "max_replicas": i("max-scale", minimum=1),
         "idle_seconds": n("tau: scale to zero after this long without requests (s)", minimum=0),
+        "keep_warm": {"type": "string", "enum": ["fixed", "adaptive"],
+                      "description": "fixed: tau as set; adaptive: the scaler learns tau (and a time-of-day warm "
+                                     "floor) from this model's idle gaps; the warm pool stays a lower bound"},
+        "slo_miss_gpu_s": n("one request missing its SLO, priced in GPU-seconds (adaptive keep-warm)", minimum=0),
     }, desc="Spin parameters"),
     "backend": MODEL_BACKEND,
 }, ["name", "tier", "capability", "cost", "backend"], "one model = one Knative Service")

@@ -70,8 +70,9 @@ class ScalerMetadata(BaseModel):
     query_flavor: Flavor = Field(default="router", alias="queryFlavor")
     # Label value used in the default vLLM queries (vLLM labels by served model name); default: model.
     served_model_name: str | None = Field(default=None, alias="servedModelName", min_length=1)
-    # Adaptive keep-warm (policy.choose_keep_warm): tau re-chosen from the model's own idle gaps; the
-    # warm pool stays a lower bound. loadSeconds, gpus and sloMissGpuSeconds price a cold start.
+    # Adaptive keep-warm (policy.KeepWarmLearner): floor and tau learned from the model's own idle gaps and
+    # busy hours; warmPool and idleSeconds hold until enough are seen. loadSeconds, gpus and
+    # sloMissGpuSeconds price a cold start.
     keep_warm: Literal["fixed", "adaptive"] = Field(default="fixed", alias="keepWarm")
     load_seconds: float = Field(default=60.0, alias="loadSeconds", ge=0, le=86_400)
     gpus: int = Field(default=1, ge=1, le=1024)

@@ -212,6 +212,10 @@ def choose_keep_warm(gaps: list[float], cost: ColdStartCost, default: KeepWarm, 
 # of a slot spent warm. Day boundaries are on the caller's day clock (UTC seconds on a cluster).
 
 DAY_S = 86_400.0
+#: Idle gaps no longer than this are not recorded: they are within the platform's own idle time (KEDA's
+#: cooldownPeriod, 30 s in the chart), cost the same under every tau and never end in a cold start, and at a
+#: steady trickle they would crowd the informative long gaps out of the bounded history.
+MIN_GAP_S = 30.0
 
 
 def prewarm_slots(active_days: list[int], days: int, slot_s: float, cost: ColdStartCost, *,
@@ -236,7 +240,7 @@ class KeepWarmLearner:
     Bounded: ``max_gaps`` gaps, ``days_kept`` days of slots.
     """
 
-    def __init__(self, *, min_gap_s: float = 0.0, max_gaps: int = 500, slot_s: float = 600.0,
+    def __init__(self, *, min_gap_s: float = MIN_GAP_S, max_gaps: int = 500, slot_s: float = 600.0,
                  days_kept: int = 14, time_of_day: bool = True) -> None:
         if slot_s <= 0 or DAY_S % slot_s:
             raise ValueError("slot_s must divide a day")

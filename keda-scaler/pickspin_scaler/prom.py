@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .metadata import QUERY_KEYS, MetadataError, ScalerMetadata, normalize_address
-from .policy import ColdStartCost, KeepWarm, KeepWarmLearner, Observation, Params, decide
+from .policy import MIN_GAP_S, ColdStartCost, KeepWarm, KeepWarmLearner, Observation, Params, decide
 
 log = logging.getLogger("pickspin.scaler.prom")
 
@@ -430,7 +430,7 @@ class Poller:
         if _pos(demand) or moved:
             if e.md.keep_warm == "adaptive":
                 if e.learner is None:
-                    e.learner = KeepWarmLearner(min_gap_s=self.config.interval_s)
+                    e.learner = KeepWarmLearner(min_gap_s=max(MIN_GAP_S, 2 * self.config.interval_s))
                 e.learner.used(now, self.day_clock(), rate)
             e.last_used = now
         if total is not None and math.isfinite(total):
@@ -444,7 +444,7 @@ class Poller:
         e.attempted = True
         if e.md.keep_warm == "adaptive":
             md = e.md
-            lr = e.learner or KeepWarmLearner(min_gap_s=self.config.interval_s)
+            lr = e.learner or KeepWarmLearner(min_gap_s=max(MIN_GAP_S, 2 * self.config.interval_s))
             cost = ColdStartCost(load_s=md.load_seconds, gpus=md.gpus, slo_miss_gpu_s=md.slo_miss_gpu_seconds,
                                  rate=lr.busy_rate)
             e.keep_warm = lr.choose(cost, KeepWarm(md.floor(), md.idle_seconds, math.nan, 0), self.day_clock())
@@ -454,12 +454,12 @@ class Poller:
 
     def params(self, key: SubKey, md: ScalerMetadata) -> Params:
         """The policy parameters in force for a subscription: the trigger's, or with adaptive keep-warm
-        the tau chosen from its gaps (never below the trigger's warm floor)."""
+        the floor and tau learned from its gaps and busy hours (the trigger's until enough are seen)."""
         e = self._entries.get(key)
         kw = None if e is None or md.keep_warm != "adaptive" else e.keep_warm
         if kw is None:
             return params_of(md)
-        return Params(concurrency=md.concurrency, floor=max(kw.floor, md.floor()), idle_seconds=kw.idle_seconds)
+        return Params(concurrency=md.concurrency, floor=kw.floor, idle_seconds=kw.idle_seconds)
 
     def _update_gauges(self, md: ScalerMetadata, s: Sample, now: float, p: Params) -> None:
         d = decide(s.observation(), p, now)

@@ -99,6 +99,8 @@ class BackendSpec:
     warm_pool: int = 0  # resolved floor (the tier default applied by the caller)
     max_replicas: int = 4
     idle_seconds: float = 300.0  # tau
+    keep_warm: str = "fixed"  # fixed | adaptive (the scaler learns tau and a time-of-day floor)
+    slo_miss_gpu_s: float = 60.0  # adaptive keep-warm: one SLO miss in GPU-seconds
     expected_latency_s: float = 1.0
     simulated: bool = False
     # pod
@@ -142,7 +144,9 @@ def trigger_metadata(spec: BackendSpec) -> dict[str, str]:
           **scaler_metadata(model=spec.model, tier=spec.tier, concurrency=spec.concurrency, warm_pool=spec.warm_pool,
                             idle_seconds=spec.idle_seconds, window_seconds=spec.window_seconds,
                             prometheus_address=spec.prometheus_address,
-                            metrics_namespace=spec.metrics_namespace)}
+                            metrics_namespace=spec.metrics_namespace, keep_warm=spec.keep_warm,
+                            load_seconds=spec.load_seconds, gpus=max(1, spec.gpus),
+                            slo_miss_gpu_s=spec.slo_miss_gpu_s)}
     return md
 
 
@@ -455,6 +459,8 @@ def spec_from_ksvc(ksvc: Mapping[str, Any]) -> BackendSpec:
         warm_pool=int(md.get("warmPool", "0")),
         max_replicas=int(rev.get("metadata", {}).get("annotations", {}).get(A_MAX, "4")),
         idle_seconds=float(md.get("idleSeconds", "300")),
+        keep_warm=md.get("keepWarm", "fixed"),
+        slo_miss_gpu_s=float(md.get("sloMissGpuSeconds", "60")),
         image=c.get("image", ""),
         command=tuple(c.get("command", [])),
         args=tuple(c.get("args", [])),

@@ -123,7 +123,6 @@ class PickSpinPolicy(_Strict):
     keep_warm_every_s: float = Field(default=300.0, gt=0)  # how often (floor, tau) is re-chosen
     keep_warm_gaps: int = Field(default=500, ge=1)  # idle gaps remembered per model (bounded)
     time_of_day: bool = True  # warm before slots of the day that were busy on past days
-    keep_warm_floor: Literal["tier", "learned"] = "tier"  # tier: the warm pool stays a lower bound
 
 
 class Policies(_Strict):
@@ -143,6 +142,7 @@ class Scenario(_Strict):
     rate_per_day: float | None = Field(default=None, gt=0)
     scale: TraceScale = "stretch"
     warmup_s: float = Field(default=0.0, ge=0)  # simulated before the measured window (see trace.with_warmup)
+    routings: list[str] | None = None  # routing variants for this scenario (None: all of routing_variants)
     description: str = ""
 
 
@@ -172,6 +172,10 @@ class SimConfig(_Strict):
                                  "@<profile> and +decay or +aware)")
         if self.default_routing not in self.routing_variants:
             raise ValueError(f"default_routing: {self.default_routing!r} is not in routing_variants")
+        for i, sc in enumerate(self.scenarios):
+            for r in sc.routings or []:
+                if r not in self.routing_variants:
+                    raise ValueError(f"scenarios[{i}].routings: {r!r} is not in routing_variants")
         if self.primary_scenario is not None and self.primary_scenario not in {s.name for s in self.scenarios}:
             raise ValueError(f"primary_scenario: {self.primary_scenario!r} is not a scenario")
         for name, mc in self.cluster.models.items():

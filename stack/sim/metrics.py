@@ -87,3 +87,30 @@ def relative(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float | Non
         a, b = row.get(k), base.get(k)
         out[k] = None if a is None or b is None or b == 0 else round((a - b) / b, 4)
     return out
+
+
+def clairvoyant_gpu_s_per_query(res: RunResult, arrivals: np.ndarray, cfg: SimConfig) -> float | None:
+    """A lower bound on GPU-seconds per query at SLO attainment 1.0 for the requests of ``res`` as it routed
+    them: per model, one replica that knows every future arrival, busy over the union of [arrival, arrival +
+    latency] of its answered requests and, over each idle gap g between, either staying warm (g) or going
+    to zero and loading again just in time (the load time: the GPUs are held while loading), whichever is
+    less, plus the first load. No online policy can do better on the same routing; it is not a policy."""
+    n = int(res.status.size)
+    if n == 0 or arrivals.shape[0] != n:
+        return None
+    ok = res.status == OK
+    total = 0.0
+    for idx, name in enumerate(res.models):
+        sel = ok & (res.model_of == idx)
+        if not sel.any():
+            continue
+        a = arrivals[sel]
+        order = np.argsort(a)
+        start, end = a[order], (a + res.latency[sel])[order]
+        reach = np.maximum.accumulate(end)  # busy until, over everything that started so far
+        gaps = start[1:] - reach[:-1]
+        busy = float(reach[-1] - start[0] - np.clip(gaps, 0, None).sum())
+        mc = cfg.cluster.models[name]
+        load = float(mc.cold_start_s)
+        total += mc.gpus * (busy + float(np.minimum(np.clip(gaps, 0, None), load).sum()) + load)
+    return total / n

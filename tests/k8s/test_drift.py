@@ -62,6 +62,7 @@ def test_trigger_metadata_parsed_by_scaler_and_matches_config(src: str, docs: li
     backends = _backends(docs)
     assert backends
     seen = set()
+    adaptive: set[str] = set()
     for ksvc in backends:
         md_raw = kn.trigger_metadata_of(ksvc)
         assert md_raw is not None
@@ -74,6 +75,13 @@ def test_trigger_metadata_parsed_by_scaler_and_matches_config(src: str, docs: li
         assert md.concurrency == m.scaling.concurrency
         assert md.floor() == matrix.warm_pool(m)
         assert md.idle_seconds == m.scaling.idle_seconds
+        assert md.keep_warm == m.scaling.keep_warm
+        if md.keep_warm == "adaptive":  # the scaler prices a cold start as the router's config does
+            adaptive.add(m.name)
+            assert md.load_seconds == max(b.cold_start_s for b in m.backends)
+            assert (md.gpus, md.slo_miss_gpu_seconds) == (m.scaling.gpus, m.scaling.slo_miss_gpu_s)
+            limits = ksvc["spec"]["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {})
+            assert md.gpus == int(limits.get("nvidia.com/gpu", 1)), "a cold start holds the pod's GPUs"
         assert int(ksvc["spec"]["template"]["metadata"]["annotations"][kn.A_MAX]) == m.scaling.max_replicas
         assert ksvc["spec"]["template"]["spec"]["containerConcurrency"] == m.scaling.concurrency
         # readiness-aware Pick: the router's cold-start penalty is the model load time KEDA waits for
@@ -81,6 +89,8 @@ def test_trigger_metadata_parsed_by_scaler_and_matches_config(src: str, docs: li
         assert backend.cold_start_s == kn.override_of(ksvc)["spec"]["initialCooldownPeriod"]
         seen.add(m.name)
     assert seen == {m.name for m in matrix.models}, "every model in the config has a scaled backend"
+    if src == "helm:gpu-example":  # the example turns adaptive keep-warm on for its 70B
+        assert adaptive == {"llama-3.1-70b"}
 
 
 @pytest.mark.parametrize(("src", "docs"), SETS, ids=[s for s, _ in SETS])
@@ -98,6 +108,8 @@ def test_scaler_config_mode_agrees_with_triggers(src: str, docs: list[dict[str, 
         md = parse_metadata(kn.trigger_metadata_of(ksvc) or {})
         c = from_config[md.model]
         assert (c.tier, c.concurrency, c.floor(), c.idle_seconds) == (md.tier, md.concurrency, md.floor(), md.idle_seconds)
+        assert (c.keep_warm, c.load_seconds, c.gpus, c.slo_miss_gpu_seconds) == (
+            md.keep_warm, md.load_seconds, md.gpus, md.slo_miss_gpu_seconds)
         assert c.queries() == md.queries(), "same PromQL from both paths"
 
 

@@ -165,7 +165,7 @@ def test_too_few_gaps_keep_the_configured_default_and_the_platform_idle_time_cou
 def test_the_scaler_poller_adapts_tau_from_the_gaps_it_sees() -> None:
     """The gRPC scaler's poller runs the same choice: a model asked for every ~400 s, 8 GPUs, a 120 s
     load and no SLO price goes to zero at once (tau 0) once enough gaps are seen; a fixed trigger keeps
-    its tau; the warm floor stays a lower bound."""
+    its tau."""
     from pickspin.config import parse_config
     from pickspin.contract import trigger_metadata
     from pickspin_scaler.metadata import parse_metadata

@@ -204,3 +204,24 @@ def test_adaptive_keep_warm_learns_to_let_a_sparse_model_go_at_once() -> None:
     assert adaptive.per_model["big"]["cold_starts"] > plain.per_model["big"]["cold_starts"]
     assert adaptive.per_model["big"]["gpu_seconds"] < 0.9 * plain.per_model["big"]["gpu_seconds"], (
         adaptive.per_model["big"]["gpu_seconds"], plain.per_model["big"]["gpu_seconds"])
+
+
+def test_clairvoyant_bound_is_below_every_policy_that_meets_the_slo() -> None:
+    """The bound (one replica per model with perfect foresight) is never above a policy with SLO 1.0, and for
+    a trace of two bursts an hour apart it is the two bursts' busy time plus two loads, not the hour."""
+    from stack.sim.metrics import clairvoyant_gpu_s_per_query
+
+    cfg = simkit.one_model(concurrency=8, max_replicas=4, cold_start_s=60.0)
+    burst = np.arange(0.0, 60.0, 2.0)
+    t = np.concatenate([burst, burst + 3600.0])
+    tr = simkit.trace_at(list(t), 4000.0)
+    res = simkit.run(cfg, tr, "static")
+    assert (res.status == OK).all()
+    b = clairvoyant_gpu_s_per_query(res, tr.t[tr.measured], cfg)
+    assert b is not None
+    busy = sum(float(np.nanmax(burst + res.latency[i * 30:(i + 1) * 30]) - burst[0]) for i in range(2))
+    assert b == pytest.approx((busy + 2 * 60.0) / t.size, rel=0.05)
+    for pol in ("static", "pickspin", "knative-kpa"):
+        r = simkit.run(cfg, tr, pol)
+        gpu = sum(m["gpu_seconds"] for m in r.per_model.values()) / t.size
+        assert gpu >= b

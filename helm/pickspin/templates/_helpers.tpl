@@ -66,6 +66,12 @@ concurrency: {{ $s.concurrency | default 4 }}
 warm_pool: {{ $wp }}
 max_replicas: {{ $s.max_replicas | default 4 }}
 idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}300{{ end }}
+{{- if eq ($s.keep_warm | default "fixed") "adaptive" }}
+{{- /* adaptive keep-warm prices a cold start in GPU-seconds: the backend pod's GPUs */}}
+keep_warm: adaptive
+gpus: {{ max 1 (($m.backend | default dict).gpus | default 1) }}
+slo_miss_gpu_s: {{ if hasKey $s "slo_miss_gpu_s" }}{{ $s.slo_miss_gpu_s }}{{ else }}60{{ end }}
+{{- end }}
 {{- end -}}
 
 {{/* backend block merged over backendDefaults (YAML) */}}
@@ -81,6 +87,14 @@ idle_seconds: {{ if hasKey $s "idle_seconds" }}{{ $s.idle_seconds }}{{ else }}30
 {{- $md := dict "scalerAddress" (include "pickspin.scalerAddress" .root) "model" .m.name "tier" .m.tier "concurrency" (toString $sc.concurrency) "warmPool" (toString $sc.warm_pool) "idleSeconds" (toString $sc.idle_seconds) -}}
 {{- /* the router's series carry the release namespace: two releases sharing a Prometheus stay apart */ -}}
 {{- $_ := set $md "metricsNamespace" .root.Release.Namespace -}}
+{{- if eq ($sc.keep_warm | default "fixed") "adaptive" -}}
+{{- /* tau and the floor learned by the scaler from this model's idle gaps and busy hours */ -}}
+{{- $b := include "pickspin.backend" . | fromYaml -}}
+{{- $_ := set $md "keepWarm" "adaptive" -}}
+{{- $_ := set $md "loadSeconds" (toString ($b.load_seconds | default 60)) -}}
+{{- $_ := set $md "gpus" (toString $sc.gpus) -}}
+{{- $_ := set $md "sloMissGpuSeconds" (toString $sc.slo_miss_gpu_s) -}}
+{{- end -}}
 {{- toYaml $md -}}
 {{- end -}}
 

@@ -144,15 +144,15 @@ class PickSpinAdaptivePolicy(PickSpinPolicy):
     as the scaler and the activator run it. Every ``keep_warm_every_s`` (floor, tau) is re-chosen from the
     idle gaps the scaler has seen (a gap = from the last poll with activity to the next one with activity);
     every poll the floor is raised to 1 while this time of day was busy on past days (``time_of_day``).
-    ``keep_warm_floor: tier`` keeps the tier's warm pool as a lower bound; ``learned`` lets the learner take
-    a model with a warm pool to zero (the issue's "instead of fixed tier floors")."""
+    The floor is learned, not the tier's: the tier's warm pool and tau hold only until enough gaps are seen."""
 
     name = "pickspin-adaptive"
 
     def attach(self, sim: Simulation) -> None:
         super().attach(sim)
         for st in self.state.values():
-            st.learner = scaler_policy.KeepWarmLearner(min_gap_s=self.p.poll_interval_s,
+            st.learner = scaler_policy.KeepWarmLearner(min_gap_s=max(scaler_policy.MIN_GAP_S, self.p.poll_interval_s,
+                                                                      self.p.keda_cooldown_s),
                                                        max_gaps=self.p.keep_warm_gaps, time_of_day=self.p.time_of_day)
         sim.every(self.p.keep_warm_every_s, self.rechoose)
 
@@ -172,22 +172,19 @@ class PickSpinAdaptivePolicy(PickSpinPolicy):
                                            slo_miss_gpu_s=self.p.slo_miss_gpu_s, rate=st.learner.busy_rate,
                                            extra_idle_s=self.p.keda_cooldown_s)
 
-    def _floor(self, st: _State, learned: int) -> int:
-        return learned if self.p.keep_warm_floor == "learned" else max(learned, st.md.floor())
-
     def rechoose(self, now: float) -> None:
         for ms in self.sim.models:
             st = self.state[ms.idx]
             default = scaler_policy.KeepWarm(st.md.floor(), st.md.idle_seconds, float("nan"), 0)
             st.keep_warm = kw = scaler_policy.choose_keep_warm(list(st.learner.gaps), self._cost(ms, st), default)
-            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=self._floor(st, kw.floor),
+            st.params = scaler_policy.Params(concurrency=st.md.concurrency, floor=kw.floor,
                                              idle_seconds=kw.idle_seconds)
 
     def poll(self, now: float) -> None:
         if self.p.time_of_day:
             for ms in self.sim.models:
                 st = self.state[ms.idx]
-                base = self._floor(st, st.keep_warm.floor if st.keep_warm is not None else st.md.floor())
+                base = st.keep_warm.floor if st.keep_warm is not None else st.md.floor()
                 pre = 1 if base == 0 and st.learner.prewarm(self._cost(ms, st), self._day_t(now)) else 0
                 if max(base, pre) != st.params.floor:
                     st.params = scaler_policy.Params(st.params.concurrency, max(base, pre), st.params.idle_seconds)
