@@ -112,9 +112,11 @@ def is_active(obs: Observation, p: Params, now: float) -> bool:
         return True
     if p.idle_seconds <= 0:
         return False
-    if clean(obs.recent) > 0:
-        return True
-    return obs.last_used is not None and math.isfinite(obs.last_used) and now - obs.last_used < p.idle_seconds
+    if obs.last_used is not None and math.isfinite(obs.last_used):
+        return now - obs.last_used < p.idle_seconds
+    # No use seen by this process yet (a fresh scaler): requests counted over the trigger's tau window. Once
+    # the last use is known it decides alone: an adaptive tau shorter than that PromQL window must count.
+    return clean(obs.recent) > 0
 
 
 def desired_replicas(obs: Observation, p: Params, now: float) -> int:
@@ -188,12 +190,19 @@ def keep_warm_cost(gaps: list[float], tau: float, cost: ColdStartCost) -> float:
     return total
 
 
+def break_even_tau(cost: ColdStartCost) -> float:
+    """Ski rental with no history: stay warm while the idle GPU-seconds are below one cold start's cost
+    (platform idle time included). On any sequence of gaps this costs at most twice the offline optimum."""
+    return max(0.0, cost.cold_gpu_s() / max(1, cost.gpus) - cost.extra_idle_s)
+
+
 def choose_keep_warm(gaps: list[float], cost: ColdStartCost, default: KeepWarm, *, min_gaps: int = 5,
                      candidates: tuple[float, ...] = TAU_CANDIDATES) -> KeepWarm:
-    """The cheapest (floor, tau) over the observed idle ``gaps``; ``default`` until ``min_gaps`` are known.
-    Ties go to the shorter tau: equal cost on the gaps seen, less exposure to a long gap not yet seen."""
+    """The cheapest (floor, tau) over the observed idle ``gaps``. Until ``min_gaps`` are known: ``default``'s
+    floor (the configured warm pool) with the break-even tau. Ties go to the shorter tau: equal cost on the
+    gaps seen, less exposure to a long gap not yet seen."""
     if len(gaps) < min_gaps:
-        return default
+        return KeepWarm(default.floor, break_even_tau(cost), math.nan, len(gaps))
     best_tau, best = candidates[0], math.inf
     for tau in candidates:
         c = keep_warm_cost(gaps, tau, cost)

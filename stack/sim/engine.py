@@ -62,6 +62,7 @@ class RunResult:
     wall_s: float
     measure_from: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    arrival: np.ndarray | None = None  # s, per request (measured window)
 
 
 class Simulation:
@@ -243,6 +244,8 @@ class Simulation:
         self.status[i] = OK if ok else TIMEOUT
         self.t_done[i] = now
         lat = now - self.t_arr[i]
+        if self.cold[i] and self.t_admit[i] == self.t_admit[i]:  # admitted after a cold start (not NaN)
+            lat = now - self.t_admit[i]  # the router leaves the held time out (X-PickSpin-Held-S)
         ms.done_t.append(now)
         ms.done_cum_lat.append((ms.done_cum_lat[-1] if ms.done_cum_lat else 0.0) + lat)
         self.router.end(ms, ok, lat)  # what the router's proxy reports to its telemetry
@@ -371,4 +374,4 @@ class Simulation:
             timeline_t=tl_t, timeline_replicas=tl_rep,
             timeline_ready=np.asarray(self._tl_ready, dtype=float) if self._tl_ready else tl_rep.copy(),
             timeline_arrivals=np.asarray(self._tl_arr, dtype=float) if self._tl_arr else tl_rep.copy(),
-            wall_s=wall, measure_from=self.t0)
+            wall_s=wall, measure_from=self.t0, arrival=t_arr[keep].copy())

@@ -59,6 +59,7 @@ def summarize(res: RunResult, cfg: SimConfig) -> dict[str, Any]:
         "p99_ttft_s": _r(_pct(ttft, 99), 3),
         "mean_tpot_s": _r(float(tpot.mean()) if tpot.size else None, 4),
         "slo_attainment": _r(float(within.sum()) / n if n else None),
+        "clairvoyant_gpu_s_per_query": _r(clairvoyant_gpu_s_per_query(res, cfg), 3),
         "gpu_seconds": _r(gpu_s, 1),
         "gpu_seconds_per_query": _r(gpu_s / n if n else None, 3),
         "cost_usd": _r(usd, 2),
@@ -89,14 +90,15 @@ def relative(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float | Non
     return out
 
 
-def clairvoyant_gpu_s_per_query(res: RunResult, arrivals: np.ndarray, cfg: SimConfig) -> float | None:
+def clairvoyant_gpu_s_per_query(res: RunResult, cfg: SimConfig) -> float | None:
     """A lower bound on GPU-seconds per query at SLO attainment 1.0 for the requests of ``res`` as it routed
     them: per model, one replica that knows every future arrival, busy over the union of [arrival, arrival +
-    latency] of its answered requests and, over each idle gap g between, either staying warm (g) or going
-    to zero and loading again just in time (the load time: the GPUs are held while loading), whichever is
-    less, plus the first load. No online policy can do better on the same routing; it is not a policy."""
+    service time] of its answered requests (a request that waited for a cold start counts its TTFT as the
+    model's median warm TTFT) and, over each idle gap g between, either staying warm (g) or going to zero and
+    loading again just in time (the load time: the GPUs are held while loading), whichever is less, plus the
+    first load. No policy can do better on the same routing; it is not a policy."""
     n = int(res.status.size)
-    if n == 0 or arrivals.shape[0] != n:
+    if n == 0 or res.arrival is None:
         return None
     ok = res.status == OK
     total = 0.0
@@ -104,13 +106,16 @@ def clairvoyant_gpu_s_per_query(res: RunResult, arrivals: np.ndarray, cfg: SimCo
         sel = ok & (res.model_of == idx)
         if not sel.any():
             continue
-        a = arrivals[sel]
+        warm = sel & ~res.cold
+        ttft0 = float(np.median(res.ttft[warm])) if warm.any() else 0.0
+        service = np.where(res.cold[sel], res.latency[sel] - res.ttft[sel] + ttft0, res.latency[sel])
+        a = res.arrival[sel]
         order = np.argsort(a)
-        start, end = a[order], (a + res.latency[sel])[order]
+        start, end = a[order], (a + service)[order]
         reach = np.maximum.accumulate(end)  # busy until, over everything that started so far
-        gaps = start[1:] - reach[:-1]
-        busy = float(reach[-1] - start[0] - np.clip(gaps, 0, None).sum())
+        gaps = np.clip(start[1:] - reach[:-1], 0, None)
+        busy = float(reach[-1] - start[0] - gaps.sum())
         mc = cfg.cluster.models[name]
         load = float(mc.cold_start_s)
-        total += mc.gpus * (busy + float(np.minimum(np.clip(gaps, 0, None), load).sum()) + load)
+        total += mc.gpus * (busy + float(np.minimum(gaps, load).sum()) + load)
     return total / n

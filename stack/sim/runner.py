@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .config import Scenario, SimConfig
 from .engine import RunResult, Simulation, Workload
-from .metrics import clairvoyant_gpu_s_per_query, relative, summarize
+from .metrics import relative, summarize
 from .policies import build_policy
 from .prompts import Estimates, PromptPool, estimate_pool
 from .routing import variant
@@ -39,8 +39,7 @@ class ScenarioResult:
     relative_to_static: dict[str, dict[str, float | None]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     runtime_s: float = 0.0
-    # routing -> clairvoyant lower bound on GPU-s/query at SLO 1.0 (metrics.clairvoyant_gpu_s_per_query)
-    bounds: dict[str, float] = field(default_factory=dict)
+
 
 
 def estimates_for(cfg: SimConfig, pool: PromptPool, routings: Sequence[str], *, progress: bool = True
@@ -94,8 +93,7 @@ def run_scenario(cfg: SimConfig, sc: Scenario, pool: PromptPool, estimates: dict
         key = run_key(pol, r, cfg.default_routing)
         out.results[key] = res
         out.rows[key] = summarize(res, cfg)
-        if pol == "static" and (b := clairvoyant_gpu_s_per_query(res, trace.t[trace.measured], cfg)) is not None:
-            out.bounds[r] = round(b, 3)  # static answers every request it is given: the routing's full demand
+
     bar.close()
     for key, row in out.rows.items():
         base = out.rows.get(run_key("static", row["routing"], cfg.default_routing))

@@ -157,7 +157,10 @@ def test_slo_price_and_arrival_rate_make_cold_starts_dearer() -> None:
 
 def test_too_few_gaps_keep_the_configured_default_and_the_platform_idle_time_counts() -> None:
     cost = ColdStartCost(load_s=60, gpus=1)
-    assert choose_keep_warm([5.0, 7.0], cost, DEFAULT_KW) is DEFAULT_KW
+    few = choose_keep_warm([5.0, 7.0], cost, KeepWarm(1, 300.0, float("nan"), 0))
+    assert (few.floor, few.idle_seconds, few.gaps) == (1, 60.0, 2)  # the configured floor, break-even tau
+    dear = ColdStartCost(load_s=120, gpus=8, slo_miss_gpu_s=80, rate=0.5, extra_idle_s=30)  # 960 + 61 x 80
+    assert choose_keep_warm([], dear, DEFAULT_KW).idle_seconds == pytest.approx((960 + 61 * 80) / 8 - 30)
     with_cooldown = ColdStartCost(load_s=60, gpus=1, extra_idle_s=30)
     assert keep_warm_cost([100.0], 0, with_cooldown) == 30 + 60  # held through the cooldown, then reloaded
 

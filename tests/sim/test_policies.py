@@ -217,11 +217,13 @@ def test_clairvoyant_bound_is_below_every_policy_that_meets_the_slo() -> None:
     tr = simkit.trace_at(list(t), 4000.0)
     res = simkit.run(cfg, tr, "static")
     assert (res.status == OK).all()
-    b = clairvoyant_gpu_s_per_query(res, tr.t[tr.measured], cfg)
+    b = clairvoyant_gpu_s_per_query(res, cfg)
     assert b is not None
     busy = sum(float(np.nanmax(burst + res.latency[i * 30:(i + 1) * 30]) - burst[0]) for i in range(2))
     assert b == pytest.approx((busy + 2 * 60.0) / t.size, rel=0.05)
     for pol in ("static", "pickspin", "knative-kpa"):
         r = simkit.run(cfg, tr, pol)
         gpu = sum(m["gpu_seconds"] for m in r.per_model.values()) / t.size
-        assert gpu >= b
+        rb = clairvoyant_gpu_s_per_query(r, cfg)
+        assert rb is not None and gpu >= rb * 0.999
+        assert rb == pytest.approx(b, rel=0.05)  # same requests, same model: a cold start does not move it
