@@ -364,3 +364,20 @@ def test_models_show_readiness_and_503_retry_after_follows_the_eta() -> None:
     assert backend()["state"] == "cold"
     r = c.post("/v1/chat/completions", json=chat("list three colours"))
     assert r.headers["Retry-After"] == str(app.extensions["pickspin"].matrix.router.retry_after_s)
+
+
+def test_a_waking_backend_beyond_its_held_cap_answers_503_with_its_eta() -> None:
+    """Herd control: a waking backend takes max_concurrency + router.max_held_per_backend requests for its one
+    start; the next gets 503 in OpenAI's shape, names the cap, and Retry-After is the ETA (not the default)."""
+    m = trio_matrix({"small": ["http://127.0.0.1:9"]}, router={"max_held_per_backend": 3, "max_wait_s": 60})
+    app = create_app(m, start_prober=False)
+    st = app.extensions["pickspin"]
+    tel = st.telemetry
+    cap = st.candidates[0].backend.max_concurrency + 3
+    tel.set_readiness("small-b0", cold=False, eta_s=7.2)
+    for _ in range(cap):
+        tel.begin("small-b0")
+    r = app.test_client().post("/v1/chat/completions", json=chat("list three colours"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "8"
+    err = r.get_json()["error"]
+    assert err["code"] == "no_healthy_backend" and f"{cap} held, at the cap" in err["message"]
