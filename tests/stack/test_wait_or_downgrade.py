@@ -146,3 +146,19 @@ def test_fifty_concurrent_requests_to_a_cold_model_start_it_once_and_are_all_ser
     assert [r.status_code for r in answers] == [200] * 50, [r.text for r in answers if r.status_code != 200][:2]
     assert {r.headers["X-PickSpin-Model"] for r in answers} == {"large-model"}
     assert act.starts == 1
+
+
+def test_the_openai_sdk_streams_through_the_waking_comments(stack: tuple[ServerThread, LocalActivator]) -> None:
+    """The official OpenAI SDK reads a stream that starts with `: waking ...` comments: it skips them and
+    yields exactly the backend's chunks (the stub's are {"n": 0..3}), with no error, once the model is up."""
+    import openai
+
+    router, act = stack
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    stream = client.chat.completions.create(
+        model="auto", messages=PROVE["messages"], max_tokens=3, stream=True,
+        extra_headers={"X-PickSpin-Max-Wait": "strict", "X-PickSpin-Profile": "quality"})
+    t0 = time.monotonic()
+    chunks = list(stream)
+    assert [getattr(c, "n", None) for c in chunks] == [0, 1, 2, 3]
+    assert time.monotonic() - t0 < 30 and act.starts == 1
