@@ -102,8 +102,8 @@ class PickSpinPolicy(Policy):
         st = self.state[ms_idx]
         s = ms.scrape_at(now)
         held = self._held(st, now)
-        if held > 0:
-            st.last_used = now  # as Poller.push: pushed demand is use now
+        if held > 0 and st.pushed is not None:  # as Poller.push: a push is a use, at the time it came
+            st.last_used = max(st.last_used or st.pushed[1], st.pushed[1])
         if s is None:
             return scaler_policy.Observation(demand=held, held=held, last_used=st.last_used)
         w = st.md.window_seconds
