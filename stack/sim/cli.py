@@ -96,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
     results = []
     for sc in scenarios:
         try:
-            results.append(run_scenario(cfg, sc, pool, est, policies=policies, routings=routings, seed=args.seed,
+            # --routing overrides every scenario; else each scenario's own list, else the config's
+            results.append(run_scenario(cfg, sc, pool, est, policies=policies, routings=args.routing, seed=args.seed,
                                         progress=not args.quiet))
         except SharedDataMissing as e:
             print(f"pickspin sim: scenario {sc.name} skipped: {e}", file=sys.stderr)
