@@ -199,10 +199,12 @@ def break_even_tau(cost: ColdStartCost) -> float:
 def choose_keep_warm(gaps: list[float], cost: ColdStartCost, default: KeepWarm, *, min_gaps: int = 5,
                      candidates: tuple[float, ...] = TAU_CANDIDATES) -> KeepWarm:
     """The cheapest (floor, tau) over the observed idle ``gaps``. Until ``min_gaps`` are known: ``default``'s
-    floor (the configured warm pool) with the break-even tau. Ties go to the shorter tau: equal cost on the
-    gaps seen, less exposure to a long gap not yet seen."""
+    floor (the configured warm pool) and the break-even tau, never longer than ``default``'s (the operator's
+    tau bounds the idle time until there is evidence: a one-off burst's rate would price a cold start as if
+    it always came in one). Ties go to the shorter tau: equal cost on the gaps seen, less exposure to a long
+    gap not yet seen."""
     if len(gaps) < min_gaps:
-        return KeepWarm(default.floor, break_even_tau(cost), math.nan, len(gaps))
+        return KeepWarm(default.floor, min(break_even_tau(cost), default.idle_seconds), math.nan, len(gaps))
     best_tau, best = candidates[0], math.inf
     for tau in candidates:
         c = keep_warm_cost(gaps, tau, cost)

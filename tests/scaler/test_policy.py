@@ -160,7 +160,8 @@ def test_too_few_gaps_keep_the_configured_default_and_the_platform_idle_time_cou
     few = choose_keep_warm([5.0, 7.0], cost, KeepWarm(1, 300.0, float("nan"), 0))
     assert (few.floor, few.idle_seconds, few.gaps) == (1, 60.0, 2)  # the configured floor, break-even tau
     dear = ColdStartCost(load_s=120, gpus=8, slo_miss_gpu_s=80, rate=0.5, extra_idle_s=30)  # 960 + 61 x 80
-    assert choose_keep_warm([], dear, DEFAULT_KW).idle_seconds == pytest.approx((960 + 61 * 80) / 8 - 30)
+    assert choose_keep_warm([], dear, KeepWarm(0, 3600.0, 0, 0)).idle_seconds == pytest.approx((960 + 61 * 80) / 8 - 30)
+    assert choose_keep_warm([], dear, DEFAULT_KW).idle_seconds == 300.0  # never beyond the configured tau
     with_cooldown = ColdStartCost(load_s=60, gpus=1, extra_idle_s=30)
     assert keep_warm_cost([100.0], 0, with_cooldown) == 30 + 60  # held through the cooldown, then reloaded
 
