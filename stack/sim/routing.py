@@ -18,10 +18,12 @@ Variants:
   default because of what this variant shows): a backend's latency EWMA relaxes back to its prior while
   it gets no answers. Without it a model that once looked slow (a cold start, an overload) and then gets
   no traffic keeps its stale latency for good; the variant measures what that costs.
-* ``<variant>+aware`` - ``+decay`` plus readiness-aware Pick: each backend gets the model's cold start as
-  its ``cold_start_s`` and the router is told which backends are at zero, as the local activator's
-  ``X-PickSpin-Backend-State`` header tells it (a model with a replica starting counts as waking, not
-  cold). It tests whether Pick should know what Spin is doing.
+* ``<variant>+aware`` - ``+decay`` plus the true readiness: the router is told which backends are at zero,
+  as the local activator's ``X-PickSpin-Backend-State`` header tells it (a model with a replica starting
+  counts as waking, not cold). Without it the router guesses, as it does on Kubernetes.
+
+Every variant runs the router as the Helm chart configures it: each backend's ``cold_start_s`` is its
+model's load time, paid in T while the router believes the backend is at zero.
 
 The router's view is what it has on Kubernetes: each backend is a Knative URL (healthy; the activator
 answers even at zero replicas), in flight = requests routed there and not answered.
@@ -94,12 +96,12 @@ def router_matrix(matrix: ServiceMatrix, v: RoutingVariant, models: Sequence[Mod
     """The service matrix the simulated router runs with: the variant's profile and what-if settings."""
     router = matrix.router.model_copy(update={"latency_half_life_s": v.decay_half_life_s})
     out = matrix.model_copy(update={"router": router, "profiles": {**matrix.profiles, v.profile_name: v.profile}})
-    if v.cold_aware:
-        cold = {ms.model.name: ms.cluster.cold_start_s for ms in models}
-        out = out.model_copy(update={"models": [
-            m.model_copy(update={"backends": [b.model_copy(update={"cold_start_s": cold[m.name]})
-                                              for b in m.backends]}) for m in out.models]})
-    return out
+    # As the Helm chart deploys it: every backend's cold_start_s is its model's load time, which the router
+    # adds to T while it believes the backend is at zero (its own guess; +aware tells it the truth).
+    cold = {ms.model.name: ms.cluster.cold_start_s for ms in models}
+    return out.model_copy(update={"models": [
+        m.model_copy(update={"backends": [b.model_copy(update={"cold_start_s": cold[m.name]})
+                                          for b in m.backends]}) for m in out.models]})
 
 
 class SimRouter:
