@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,11 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -> Any:
+def pooled_net(base: str, layers: Sequence[int], router: Router | None = None, length: str = "window") -> Any:
     """Encoder cut to max(layers) layers; outputs the mean-pooled states of ``layers``, or with a
-    ``router`` the log class probabilities (as ``logits``: the engine's softmax gives them back)."""
+    ``router`` the log class probabilities (as ``logits``: the engine's softmax gives them back).
+    ``length="prompt"``: stage 2's length feature is a third input, ``prompt_tokens`` (the whole prompt's
+    token count, which the engine feeds), instead of the window's token count."""
     import torch
     from transformers import AutoModel
 
@@ -79,7 +81,8 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
                     self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
                 self.stage2 = torch.tensor([router.a, router.b, router.c0], dtype=torch.float32)
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    prompt_tokens: torch.Tensor | None = None) -> Any:
             hs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               output_hidden_states=True).hidden_states
             m = attention_mask.unsqueeze(-1).to(hs[0].dtype)
@@ -89,7 +92,8 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
                 return tuple(pooled)
             p = torch.softmax(self.head(pooled[-1]), dim=-1).clamp(min=1e-9)
             s1 = torch.log1p(-p[:, 0].clamp(max=1 - 1e-6)) - torch.log(p[:, 0])
-            q = torch.sigmoid(self.stage2[0] * s1 + self.stage2[1] * torch.log(den[:, 0]) + self.stage2[2])
+            n = den[:, 0] if prompt_tokens is None else prompt_tokens.to(den.dtype)
+            q = torch.sigmoid(self.stage2[0] * s1 + self.stage2[1] * torch.log(n) + self.stage2[2])
             split = p[:, 1] / (p[:, 1] + p[:, 2])
             probs = torch.stack([1 - q, q * split, q * (1 - split)], dim=-1).clamp(min=1e-9)
             return torch.log(probs)
@@ -97,20 +101,26 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
     return Pooled().eval()
 
 
-def export(net: Any, path: Path, outputs: Sequence[str]) -> None:
+def export(net: Any, path: Path, outputs: Sequence[str], prompt_tokens: bool = False) -> None:
     import torch
 
     ids = torch.ones((2, 16), dtype=torch.long)
+    args: tuple[Any, ...] = (ids, ids.clone())
+    names = ["input_ids", "attention_mask"]
+    axes: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    if prompt_tokens:
+        args = (*args, torch.full((2,), 40.0))
+        names.append("prompt_tokens")
+        axes["prompt_tokens"] = {0: "batch"}
     kwargs: dict[str, Any] = {
-        "input_names": ["input_ids", "attention_mask"], "output_names": list(outputs),
-        "dynamic_axes": {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                         **{o: {0: "batch"} for o in outputs}},
+        "input_names": names, "output_names": list(outputs),
+        "dynamic_axes": {**axes, **{o: {0: "batch"} for o in outputs}},
         "opset_version": 17, "do_constant_folding": True,
     }
     try:
-        torch.onnx.export(net, (ids, ids.clone()), str(path), dynamo=False, **kwargs)
+        torch.onnx.export(net, args, str(path), dynamo=False, **kwargs)
     except TypeError:  # older torch without the dynamo switch
-        torch.onnx.export(net, (ids, ids.clone()), str(path), **kwargs)
+        torch.onnx.export(net, args, str(path), **kwargs)
 
 
 def quantize(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:
@@ -174,11 +184,15 @@ def run_onnx(path: Path, ids: Sequence[Sequence[int]], outputs: Sequence[str], b
     return res
 
 
-def window_loglen(texts: Sequence[str], window: str) -> np.ndarray:
-    """log of the number of tokens the model sees (window incl. [CLS]/[SEP]): the stage-2 feature."""
+def window_loglen(texts: Sequence[str], window: str, length: str = "window") -> np.ndarray:
+    """The stage-2 length feature: log of the number of tokens the model sees (``length="window"``: the
+    window incl. [CLS]/[SEP]) or of the whole prompt's tokens (``"prompt"``, also incl. [CLS]/[SEP]; the
+    serving code counts them anyway, so a short window need not lose the length signal)."""
     from functions.scorer.engine import encode_texts
 
     max_len, head = WINDOWS[window]
+    if length == "prompt":
+        max_len, head = 10**9, None
     return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, max_len, head)], dtype=float))
 
 
@@ -284,16 +298,24 @@ class Router:
         return np.stack([1 - q, q * split, q * (1 - split)], axis=1)
 
 
-def fit_router(x: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray) -> Router:
+def fit_router(x: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray,
+               fit: Callable[[tuple[str, ...]], Any] | None = None) -> Router:
+    """``fit(families)`` returns the stage-1 head trained on those families' rows (default: fit it here;
+    ``model.lofo`` passes a memo, since leave-one-family-out needs the same fits many times)."""
     from sklearn.linear_model import LogisticRegression
 
     fams = sorted(set(fam.tolist()))
+
+    def own_fit(keep: tuple[str, ...]) -> Any:
+        tr = np.isin(fam, keep)
+        return fit_head(x[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+
+    fit = fit or own_fit
     oof = np.zeros(len(fam))
     for g in fams:  # out-of-family stage-1 scores
-        tr = fam != g
-        clf = fit_head(x[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+        clf = fit(tuple(f for f in fams if f != g))
         oof[fam == g] = _notlow_logodds(stage1_logits(clf, x[fam == g]))
-    s1 = fit_head(x, ylab, weights=family_weights(fam), fam=fam)
+    s1 = fit(tuple(fams))
     y = (ylab != 0).astype(int)
     oh = _onehot(fam, fams)
     lr = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False)
@@ -323,15 +345,15 @@ def head_params(clf: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_artifact(router: Router, layer: int, window: str, version: str, extra: dict[str, Any],
-                   out: Path = ART) -> Path:
+                   out: Path = ART, length: str = "window") -> Path:
     """Encoder cut to ``layer`` layers + the head, int8 (head in fp32); written over ``out``'s model."""
     _one_thread()
     max_len, head = WINDOWS[window]
     tmp = WORK / "build"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    net = pooled_net(base_model(), (layer,), router)
-    export(net, tmp / "model.fp32.onnx", ["logits"])
+    net = pooled_net(base_model(), (layer,), router, length)
+    export(net, tmp / "model.fp32.onnx", ["logits"], prompt_tokens=length == "prompt")
     quantize(tmp / "model.fp32.onnx", tmp / "model.onnx", exclude=("/head/",))
     out.mkdir(parents=True, exist_ok=True)
     tok_src = out / "tokenizer.json"
@@ -347,7 +369,8 @@ def build_artifact(router: Router, layer: int, window: str, version: str, extra:
         "encoder_layers": layer,
         "candidate": "frozen-multitask-logreg-2stage",
         "temperature": 1.0,
-        "inputs": ["input_ids", "attention_mask"],
+        "inputs": ["input_ids", "attention_mask", *(["prompt_tokens"] if length == "prompt" else [])],
+        "length_feature": "log tokens of the whole prompt" if length == "prompt" else "log tokens of the window",
         "output": "logits",
         "quantization": "onnxruntime quantize_dynamic int8 (QInt8 weights); head fp32",
         **extra,
@@ -362,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("cmd", choices=("embed", "build"))
     p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
     p.add_argument("--windows", default="head32", help="embed: comma-separated windows to cache")
+    p.add_argument("--length", default="window", choices=("window", "prompt"),
+                   help="stage 2's length feature: tokens in the window, or in the whole prompt")
     p.add_argument("--layer", type=int, default=4, choices=LAYERS)
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
@@ -384,10 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = np.isin(fam, TRAIN_FAMILIES)
     x = emb[f"l{a.layer}"][tr]
     y = np.array([q.label_id for q in prompts])[tr]
-    ll = window_loglen([q.text for q in prompts], a.window)[tr]
+    ll = window_loglen([q.text for q in prompts], a.window, a.length)[tr]
     router = fit_router(x, ll, fam[tr], y)
     digest = hashlib.sha256(x.tobytes()[:1_000_000] + y.tobytes()).hexdigest()[:8]
-    version = f"complexity-multitask-{a.window}-l{a.layer}-{digest}"
+    version = f"complexity-multitask-{a.window}-l{a.layer}{'-plen' if a.length == 'prompt' else ''}-{digest}"
     labs = np.array([q.label for q in prompts])
     counts = {f: {lab: int(((fam == f) & (labs == lab)).sum()) for lab in LABELS} for f in TRAIN_FAMILIES}
     prior = np.bincount(y, weights=family_weights(fam[tr]), minlength=len(LABELS))
@@ -397,9 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              "head_note": "stage 1: logistic regression with family fixed effects on the frozen int8 encoder's "
                           "mean-pooled layer output; stage 2: P(not low) from stage-1 log-odds and log window "
                           "length; every family weighs the same"}
-    out = build_artifact(router, a.layer, a.window, version, extra)
+    out = build_artifact(router, a.layer, a.window, version, extra, length=a.length)
     (out / "training.json").write_text(json.dumps({
-        "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer,
+        "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer, "length": a.length,
         "n_train": int(tr.sum()), "families": counts, "stage2": extra["stage2"], "c_stage1": C_STAGE1,
         "wall_seconds": round(time.time() - t0, 1),
         "sources": ["../shared/data/routing/mmlu_pro_matrix.csv (TIGER-AI-Lab/MMLU-Pro eval_results, Apache-2.0)",

@@ -5,9 +5,9 @@
 Issue 13 found the previous artifact labelled code and non-English prompts `high` 97-100% of the time.
 This reports, per benchmark (200 seeded prompts each from ``../shared/data/bench``, plus the CRUXEval
 prompts of the routing data), the share of each argmax class, the mean probabilities, and the share of
-prompts where the classifier abstains (``functions.scorer.engine``: a window it cannot read gets the
-training prior). There are no non-English prompts with outcomes in ``../shared``; the few written below
-only show what the classifier does with them, not whether it is right.
+the true label shares where outcomes exist. There are no non-English prompts with outcomes in
+``../shared``; the few written below only show what the classifier does with them, not whether it is
+right.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ def mix(model: object, texts: Sequence[str]) -> dict[str, object]:
     arg = probs.argmax(1)
     return {"n": len(texts),
             "argmax_share": {c: round(float((arg == i).mean()), 3) for i, c in enumerate(LABELS)},
-            "mean_probs": {c: round(float(probs[:, i].mean()), 3) for i, c in enumerate(LABELS)},
-            "abstained": round(float(np.mean([bool(getattr(p, "abstained", False)) for p in preds])), 3)}
+            "mean_probs": {c: round(float(probs[:, i].mean()), 3) for i, c in enumerate(LABELS)}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,13 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "label_mix.json").write_text(json.dumps({"artifact": m.version, "benchmarks": res}, indent=1) + "\n")
     lines = [f"Artifact `{m.version}`: argmax class shares and mean probabilities (low / medium / high).", "",
-             "| prompts | n | argmax low / medium / high | mean p low / medium / high | abstained |",
-             "|---|---:|---|---|---:|"]
+             "| prompts | n | argmax low / medium / high | mean p low / medium / high |",
+             "|---|---:|---|---|"]
     for name, r in res.items():
         a, p = r["argmax_share"], r["mean_probs"]
         assert isinstance(a, dict) and isinstance(p, dict)
         lines.append(f"| {name} | {r['n']} | {a['low']:.0%} / {a['medium']:.0%} / {a['high']:.0%} | "
-                     f"{p['low']:.2f} / {p['medium']:.2f} / {p['high']:.2f} | {r['abstained']:.0%} |")
+                     f"{p['low']:.2f} / {p['medium']:.2f} / {p['high']:.2f} |")
     md = "\n".join(lines) + "\n"
     (OUT / "label_mix.md").write_text(md)
     print(md)

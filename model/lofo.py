@@ -232,30 +232,38 @@ def lofo_new(emb: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndar
              train_fams: Sequence[str]) -> np.ndarray:
     """Probabilities of the multi-family router (``model.heads``), each family predicted by a router
     trained without it; the evaluation-only families by the router trained on all training families."""
-    from model.heads import fit_router
+    from model.heads import family_weights, fit_head, fit_router
+
+    memo: dict[tuple[str, ...], Any] = {}
+
+    def fit(keep: tuple[str, ...]) -> Any:  # the same rows in the same order as fit_router's own fit
+        if keep not in memo:
+            tr = np.isin(fam, keep)
+            memo[keep] = fit_head(emb[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+        return memo[keep]
 
     probs = np.zeros((len(fam), len(LABELS)))
     is_train = np.isin(fam, list(train_fams))
     for f in [*train_fams, None]:
         tr = is_train & (fam != f) if f is not None else is_train
         te = fam == f if f is not None else ~is_train
-        r = fit_router(emb[tr], loglen[tr], fam[tr], ylab[tr])
+        r = fit_router(emb[tr], loglen[tr], fam[tr], ylab[tr], fit)
         probs[te] = r.predict_proba(emb[te], loglen[te])
     return probs
 
 
 def lofo_new_cached(emb: np.ndarray, texts: Sequence[str], window: str, layer: int, fam: np.ndarray,
-                    ylab: np.ndarray, train_fams: Sequence[str]) -> np.ndarray:
+                    ylab: np.ndarray, train_fams: Sequence[str], length: str = "window") -> np.ndarray:
     """``lofo_new`` for one (window, layer), cached in model/work/ (a fit takes minutes on 2 busy cores)."""
     import hashlib
 
     from model.heads import window_loglen
 
     key = hashlib.sha256(emb.tobytes()[:4_000_000] + ylab.tobytes() + "\n".join(train_fams).encode()).hexdigest()[:10]
-    cache = WORK / f"probs-new-lofo-{window}-l{layer}-{key}.npy"
+    cache = WORK / f"probs-new-lofo-{window}-l{layer}{'-plen' if length == 'prompt' else ''}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
-    probs = lofo_new(emb, window_loglen(texts, window), fam, ylab, train_fams)
+    probs = lofo_new(emb, window_loglen(texts, window, length), fam, ylab, train_fams)
     WORK.mkdir(parents=True, exist_ok=True)
     np.save(cache, probs)
     return probs
@@ -318,7 +326,7 @@ def test_split_mask(prompts: Sequence[Any]) -> np.ndarray:
     return np.array([not q.family.startswith("mmlu_pro") or q.key in test_ids for q in prompts])
 
 
-def sweep(configs: Sequence[tuple[str, int]]) -> int:
+def sweep(configs: Sequence[tuple[str, int, str]]) -> int:
     """Leave-one-family-out AUROC / APGR of the new head for every (window, layer): the quality side of
     the latency trade-off (bench/bench_latency.py is the other side). Writes bench/results/lofo_sweep.*"""
     from model.families import EVAL_ONLY_FAMILIES, TRAIN_FAMILIES, all_prompts
@@ -332,15 +340,17 @@ def sweep(configs: Sequence[tuple[str, int]]) -> int:
     weak = np.array([q.weak for q in prompts], dtype=float)
     strong = np.array([q.strong for q in prompts], dtype=float)
     families = [*TRAIN_FAMILIES, *EVAL_ONLY_FAMILIES]
-    windows = list(dict.fromkeys(w for w, _ in configs))
+    windows = list(dict.fromkeys(w for w, _, _ in configs))
     emb = embed_windows(prompts, windows)
     scores = {}
     for w in windows:
-        scores[f"{w} / length only"] = window_loglen(texts, w)
-    for w, k in configs:
+        scores[f"{w} / window length only"] = window_loglen(texts, w)
+    scores["prompt length only"] = window_loglen(texts, windows[0], "prompt")
+    for w, k, length in configs:
         t0 = time.time()
-        scores[f"{w} / l{k}"] = not_low(lofo_new_cached(emb[w][f"l{k}"], texts, w, k, fam, ylab, TRAIN_FAMILIES))
-        print(f"{w} / l{k}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+        name = f"{w} / l{k}" + (" / prompt length" if length == "prompt" else "")
+        scores[name] = not_low(lofo_new_cached(emb[w][f"l{k}"], texts, w, k, fam, ylab, TRAIN_FAMILIES, length))
+        print(f"{name}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     keep = test_split_mask(prompts)
     res = evaluate(families, fam[keep], y[keep], weak[keep], strong[keep], {k: v[keep] for k, v in scores.items()})
     rows = list(scores)
@@ -362,12 +372,23 @@ def sweep(configs: Sequence[tuple[str, int]]) -> int:
     return 0
 
 
+def _shipped_config() -> dict[str, Any]:
+    """window / layer / length the shipped artifact was built with (model.heads build's training.json)."""
+    p = REPO / "model" / "artifacts" / "complexity-minilm" / "training.json"
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m model.lofo")
-    p.add_argument("--window", default="head32")
-    p.add_argument("--layer", type=int, default=4)
+    shipped = _shipped_config()
+    p.add_argument("--window", default=shipped.get("window", "head32"), help="default: the shipped artifact's")
+    p.add_argument("--layer", type=int, default=int(shipped.get("layer", 4)))
+    p.add_argument("--length", default=shipped.get("length", "window"), choices=("window", "prompt"))
     p.add_argument("--new-artifact", type=Path, default=None,
                    help="also score this artifact dir through the serving code (in-sample for trained families)")
     p.add_argument("--sweep", default=None, metavar="CONFIGS",
@@ -384,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"needs ../shared: {e}", file=sys.stderr)
         return 2
     if a.sweep:
-        return sweep([(c.split("/")[0], int(c.split("/")[1])) for c in a.sweep.split(",")])
+        return sweep([(c.split("/")[0], int(c.split("/")[1]), [*c.split("/"), "window"][2])
+                      for c in a.sweep.split(",")])
     texts = [q.text for q in prompts]
     fam = np.array([q.family for q in prompts])
     y = np.array([q.hard for q in prompts])
@@ -395,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     old = artifact_probs(WORK / "old-artifact", texts, "old")
     emb = embed_windows(prompts, [a.window])[a.window]
-    new = lofo_new_cached(emb[f"l{a.layer}"], texts, a.window, a.layer, fam, ylab, TRAIN_FAMILIES)
+    new = lofo_new_cached(emb[f"l{a.layer}"], texts, a.window, a.layer, fam, ylab, TRAIN_FAMILIES, a.length)
     old_rules = KeywordRules(low=OLD_RULES["low"], high=OLD_RULES["high"], hit_confidence=0.85)
     new_rules = KeywordRules()
     scores: dict[str, np.ndarray] = {"old artifact": not_low(old)}
