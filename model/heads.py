@@ -2,6 +2,7 @@
 
     python -m model.heads embed      # cache pooled embeddings of every prompt in model/work/ (1 thread)
     python -m model.heads build      # train the head on all training families, write the artifact
+                                     # (defaults: --window w96 --layer 2 --length prompt, the shipped one)
 
 The encoder is exported once with mean-pooled outputs of several layers and quantised to int8 exactly
 as the shipped model is; prompts are cut to their window by ``functions.scorer.engine.encode_texts``
@@ -383,11 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m model.heads")
     p.add_argument("cmd", choices=("embed", "build"))
-    p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
-    p.add_argument("--windows", default="head32", help="embed: comma-separated windows to cache")
-    p.add_argument("--length", default="window", choices=("window", "prompt"),
+    # defaults = the shipped configuration (model/REPORT.md: 2 layers, 96-token window, whole-prompt length)
+    p.add_argument("--window", default="w96", choices=tuple(WINDOWS))
+    p.add_argument("--windows", default="w96", help="embed: comma-separated windows to cache")
+    p.add_argument("--length", default="prompt", choices=("window", "prompt"),
                    help="stage 2's length feature: tokens in the window, or in the whole prompt")
-    p.add_argument("--layer", type=int, default=4, choices=LAYERS)
+    p.add_argument("--layer", type=int, default=2, choices=LAYERS)
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
     from model.families import all_prompts
