@@ -7,9 +7,10 @@ with ``ComplexityModel.predict``. Variants are timed interleaved (round-robin), 
 work on the shared cores hits them alike; the 1-min load average is reported with the numbers.
 
 Variants: the shipped artifact; the previous artifact if ``model/work/old-artifact`` exists; the same
-int8 MiniLM cut to fewer layers (4, 3, 2) with a placeholder head (latency only: the head's weights
-do not change the cost); and the shipped model with onnxruntime's basic instead of full graph
-optimisation. Bounded: ``--reps`` timed calls per variant and length.
+MiniLM cut to other depths and input windows with a placeholder head (latency only: the head's weights
+do not change the cost), int8 and fp32; the shipped model with 2 intra-op threads, and with
+onnxruntime's basic instead of full graph optimisation. Bounded: ``--reps`` timed calls per variant
+and length.
 """
 
 from __future__ import annotations
@@ -65,29 +66,36 @@ def text_of_tokens(model: Any, n: int) -> str:
     return t
 
 
-def layer_variant(layers: int, work: Path) -> Path:
-    """The int8 encoder cut to ``layers`` layers + a placeholder 3-way head, as an artifact dir."""
-    d = work / f"latency-l{layers}"
-    if (d / "model.onnx").is_file():
-        return d
-    from model.heads import Router, export, fit_head, pooled_net, quantize
+def layer_variant(layers: int, work: Path, max_length: int = 128, precision: str = "int8") -> Path:
+    """The MiniLM encoder cut to ``layers`` layers + a placeholder 3-way head, as an artifact dir that
+    cuts prompts to ``max_length`` tokens (head + tail, as the shipped one does)."""
+    d = work / f"latency-l{layers}-{precision}"
+    if not (d / "model.onnx").is_file():
+        from model.heads import Router, base_model, export, fit_head, pooled_net, quantize
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from model.heads import base_model
-
-    d.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    placeholder = Router(fit_head(rng.normal(size=(30, 384)), np.arange(30) % 3), 1.0, 0.0, 0.0)
-    net = pooled_net(base_model(), (layers,), placeholder)
-    export(net, d / "model.fp32.onnx", ["logits"])
-    quantize(d / "model.fp32.onnx", d / "model.onnx", exclude=("/head/",))
-    (d / "model.fp32.onnx").unlink()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        d.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        placeholder = Router(fit_head(rng.normal(size=(30, 384)), np.arange(30) % 3), 1.0, 0.0, 0.0)
+        net = pooled_net(base_model(), (layers,), placeholder)
+        fp32 = d / "model.fp32.onnx"
+        export(net, fp32, ["logits"])
+        if precision == "int8":
+            quantize(fp32, d / "model.onnx", exclude=("/head/",))
+            fp32.unlink()
+        else:
+            fp32.rename(d / "model.onnx")
     shipped = REPO / "model" / "artifacts" / "complexity-minilm"
-    shutil.copyfile(shipped / "tokenizer.json", d / "tokenizer.json")
+    out = work / f"latency-l{layers}-{precision}-w{max_length}"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx",):
+        if not (out / name).exists():
+            (out / name).symlink_to(d / name)
+    shutil.copyfile(shipped / "tokenizer.json", out / "tokenizer.json")
     meta = json.loads((shipped / "labels.json").read_text())
-    meta.update(version=f"latency-l{layers}", encoder_layers=layers)
-    (d / "labels.json").write_text(json.dumps(meta))
-    return d
+    meta.update(version=out.name, encoder_layers=layers, max_length=max_length, head_tokens=max_length // 4)
+    (out / "labels.json").write_text(json.dumps(meta))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,16 +105,22 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=150)
-    p.add_argument("--layers", default="4,3,2", help="extra encoder depths to time (empty: none)")
+    p.add_argument("--variants", default="4x128,2x128,2x96,4x64,3x64,2x64",
+                   help="int8 encoder depth x window tokens to time beside the shipped model (empty: none)")
+    p.add_argument("--fp32", default="2", help="encoder depths to time in fp32 (128-token window)")
     a = p.parse_args(argv)
     work = REPO / "model" / "work"
     variants: dict[str, ComplexityModel] = {}
     shipped = ComplexityModel(threads=1)
-    variants[f"shipped ({shipped.meta.get('encoder_layers', 6)} layers)"] = shipped
+    variants[f"shipped ({shipped.meta.get('encoder_layers', 6)} layers, {shipped.max_length}-token window)"] = shipped
     if (work / "old-artifact" / "model.onnx").is_file():
-        variants["previous artifact (6 layers)"] = ComplexityModel(work / "old-artifact", threads=1)
-    for n in [int(x) for x in a.layers.split(",") if x.strip()]:
-        variants[f"{n} layers"] = ComplexityModel(layer_variant(n, work), threads=1)
+        variants["previous artifact (6 layers, 128)"] = ComplexityModel(work / "old-artifact", threads=1)
+    for v in [x for x in a.variants.split(",") if x.strip()]:
+        n, w = (int(t) for t in v.split("x"))
+        variants[f"{n} layers, {w}-token window"] = ComplexityModel(layer_variant(n, work, w), threads=1)
+    for n in [int(x) for x in a.fp32.split(",") if x.strip()]:
+        variants[f"{n} layers, 128, fp32"] = ComplexityModel(layer_variant(n, work, 128, "fp32"), threads=1)
+    variants["shipped, 2 intra-op threads"] = ComplexityModel(threads=2)
     basic = ComplexityModel(threads=1)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -131,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     res = {k: {n: {"p50_ms": round(float(np.percentile(v, 50)), 2), "p95_ms": round(float(np.percentile(v, 95)), 2)}
                for n, v in d.items()} for k, d in times.items()}
     meta = {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count(), "reps": a.reps,
-            "load_avg_before_after": [round(load0, 2), round(load1, 2)], "threads": 1}
+            "load_avg_before_after": [round(load0, 2), round(load1, 2)], "threads": 1,
+            "shipped": shipped.version}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latency.json").write_text(json.dumps({"meta": meta, "results": res}, indent=1) + "\n")
-    lines = [f"CPU: {meta['cpu']} ({', '.join(meta['flags'])}), {meta['cores']} cores; 1 intra-op thread; "
-             f"{a.reps} calls per cell, variants interleaved; 1-min load average {load0:.2f} → {load1:.2f}.", "",
+    lines = [f"CPU: {meta['cpu']} ({', '.join(meta['flags'])}), {meta['cores']} cores; 1 intra-op thread unless "
+             f"named; {a.reps} calls per cell, variants interleaved; 1-min load average {load0:.2f} → {load1:.2f}. "
+             "Prompt length = tokens of the prompt; a window shorter than that encodes head + tail of it.", "",
              "| variant | " + " | ".join(f"{n} tok p50 / p95 (ms)" for n in LENGTHS) + " |",
              "|---|" + "---:|" * len(LENGTHS)]
     for k, d in res.items():

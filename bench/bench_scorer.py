@@ -244,7 +244,7 @@ def write(res: dict[str, Any], out: Path) -> None:
     lines += ["", "RSS is the whole scorer process tree (gunicorn master + one worker); latency at concurrency is per "
               "request, as seen by the client, whose load generator runs on the same 2 cores. Targets: p50 <= 8 ms "
               "in-process, >= 200 prompts/s with batching, RSS <= 300 MB.", "",
-              "On this CPU (int8 on AMX/VNNI) model time is proportional to padded tokens and the fixed cost of a "
+              "With int8 on a CPU (measured on AMX/VNNI and on AVX2 without VNNI) model time is proportional to padded tokens and the fixed cost of a "
               "model call is small (~0.7 ms), so the batcher only merges prompts of (nearly) equal length "
               "(`MERGE_PAD_TOKENS`): for mixed real prompts batching is on par with no batching, and it pays off on "
               "templated traffic of equal-length prompts and for many prompts per request."]

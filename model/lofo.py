@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,10 @@ def lofo_rules(texts: Sequence[str], fam: np.ndarray, y: np.ndarray, train_fams:
                ) -> tuple[list[Any], dict[str, Any]]:
     """Per prompt, the KeywordRules mined without its family (``model.keyword_rules``), same settings as
     the shipped defaults otherwise."""
-    from model.keyword_rules import mine
+    from model.keyword_rules import all_phrases, hit_matrix, mine
     from pickspin.config import KeywordRules
+
+    hits = hit_matrix(texts, all_phrases())
 
     rules: list[Any] = [None] * len(fam)
     is_train = np.isin(fam, list(train_fams))
@@ -208,7 +211,7 @@ def lofo_rules(texts: Sequence[str], fam: np.ndarray, y: np.ndarray, train_fams:
         tr = is_train & (fam != f) if f is not None else is_train
         te = np.where(fam == f if f is not None else ~is_train)[0]
         idx = np.where(tr)[0]
-        r = mine([texts[i] for i in idx], fam[idx], y[idx])
+        r = mine([texts[i] for i in idx], fam[idx], y[idx], hits={k: v[idx] for k, v in hits.items()})
         used[f or "eval-only"] = {"low": r["low"], "high": r["high"]}
         kr = KeywordRules(low=r["low"], high=r["high"])
         for i in te:
@@ -229,15 +232,40 @@ def lofo_new(emb: np.ndarray, loglen: np.ndarray, fam: np.ndarray, ylab: np.ndar
              train_fams: Sequence[str]) -> np.ndarray:
     """Probabilities of the multi-family router (``model.heads``), each family predicted by a router
     trained without it; the evaluation-only families by the router trained on all training families."""
-    from model.heads import fit_router
+    from model.heads import family_weights, fit_head, fit_router
+
+    memo: dict[tuple[str, ...], Any] = {}
+
+    def fit(keep: tuple[str, ...]) -> Any:  # the same rows in the same order as fit_router's own fit
+        if keep not in memo:
+            tr = np.isin(fam, keep)
+            memo[keep] = fit_head(emb[tr], ylab[tr], weights=family_weights(fam[tr]), fam=fam[tr])
+        return memo[keep]
 
     probs = np.zeros((len(fam), len(LABELS)))
     is_train = np.isin(fam, list(train_fams))
     for f in [*train_fams, None]:
         tr = is_train & (fam != f) if f is not None else is_train
         te = fam == f if f is not None else ~is_train
-        r = fit_router(emb[tr], loglen[tr], fam[tr], ylab[tr])
+        r = fit_router(emb[tr], loglen[tr], fam[tr], ylab[tr], fit)
         probs[te] = r.predict_proba(emb[te], loglen[te])
+    return probs
+
+
+def lofo_new_cached(emb: np.ndarray, texts: Sequence[str], window: str, layer: int, fam: np.ndarray,
+                    ylab: np.ndarray, train_fams: Sequence[str], length: str = "window") -> np.ndarray:
+    """``lofo_new`` for one (window, layer), cached in model/work/ (a fit takes minutes on 2 busy cores)."""
+    import hashlib
+
+    from model.heads import window_loglen
+
+    key = hashlib.sha256(emb.tobytes()[:4_000_000] + ylab.tobytes() + "\n".join(train_fams).encode()).hexdigest()[:10]
+    cache = WORK / f"probs-new-lofo-{window}-l{layer}{'-plen' if length == 'prompt' else ''}-{key}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    probs = lofo_new(emb, window_loglen(texts, window, length), fam, ylab, train_fams)
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.save(cache, probs)
     return probs
 
 
@@ -289,18 +317,86 @@ def plot(res: Mapping[str, Any], routers: Sequence[str], path: Path) -> None:
     plt.close(fig)
 
 
+def test_split_mask(prompts: Sequence[Any]) -> np.ndarray:
+    """MMLU-Pro families are scored on the previous artifact's held-out test split only (it was trained
+    on the rest), so that every router is compared on prompts none of them trained on."""
+    from model.data import load_questions, split
+
+    test_ids = {f"mmlu_pro/{q.qid}" for q in split(load_questions())["test"]}
+    return np.array([not q.family.startswith("mmlu_pro") or q.key in test_ids for q in prompts])
+
+
+def sweep(configs: Sequence[tuple[str, int, str]]) -> int:
+    """Leave-one-family-out AUROC / APGR of the new head for every (window, layer): the quality side of
+    the latency trade-off (bench/bench_latency.py is the other side). Writes bench/results/lofo_sweep.*"""
+    from model.families import EVAL_ONLY_FAMILIES, TRAIN_FAMILIES, all_prompts
+    from model.heads import embed_windows, window_loglen
+
+    prompts = all_prompts()
+    texts = [q.text for q in prompts]
+    fam = np.array([q.family for q in prompts])
+    y = np.array([q.hard for q in prompts])
+    ylab = np.array([q.label_id for q in prompts])
+    weak = np.array([q.weak for q in prompts], dtype=float)
+    strong = np.array([q.strong for q in prompts], dtype=float)
+    families = [*TRAIN_FAMILIES, *EVAL_ONLY_FAMILIES]
+    windows = list(dict.fromkeys(w for w, _, _ in configs))
+    emb = embed_windows(prompts, windows)
+    scores = {}
+    for w in windows:
+        scores[f"{w} / window length only"] = window_loglen(texts, w)
+    scores["prompt length only"] = window_loglen(texts, windows[0], "prompt")
+    for w, k, length in configs:
+        t0 = time.time()
+        name = f"{w} / l{k}" + (" / prompt length" if length == "prompt" else "")
+        scores[name] = not_low(lofo_new_cached(emb[w][f"l{k}"], texts, w, k, fam, ylab, TRAIN_FAMILIES, length))
+        print(f"{name}: {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    keep = test_split_mask(prompts)
+    res = evaluate(families, fam[keep], y[keep], weak[keep], strong[keep], {k: v[keep] for k, v in scores.items()})
+    rows = list(scores)
+    lines = ["| window / encoder layers | " + " | ".join(families) + " | mean AUROC | mean APGR |",
+             "|---|" + "---:|" * (len(families) + 2)]
+    summary = {}
+    for r in rows:
+        au = [res[f]["routers"][r]["auroc"] for f in families]
+        ap = [res[f]["routers"][r]["apgr"]["value"] for f in families]
+        m_au, m_ap = float(np.mean([a["value"] for a in au])), float(np.nanmean(ap))
+        summary[r] = {"mean_auroc": round(m_au, 4), "mean_apgr": round(m_ap, 4)}
+        lines.append(f"| {r} | " + " | ".join(f"{a['value']:.3f} [{a['lo']:.2f}, {a['hi']:.2f}]" for a in au)
+                     + f" | **{m_au:.3f}** | {m_ap:.3f} |")
+    md = "\n".join(lines) + "\n"
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "lofo_sweep.md").write_text(md)
+    (OUT / "lofo_sweep.json").write_text(json.dumps({"summary": summary, "families": res}, indent=1) + "\n")
+    print(md)
+    return 0
+
+
+def _shipped_config() -> dict[str, Any]:
+    """window / layer / length the shipped artifact was built with (model.heads build's training.json)."""
+    p = REPO / "model" / "artifacts" / "complexity-minilm" / "training.json"
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m model.lofo")
-    p.add_argument("--window", default="head32")
-    p.add_argument("--layer", type=int, default=4)
+    shipped = _shipped_config()
+    p.add_argument("--window", default=shipped.get("window", "head32"), help="default: the shipped artifact's")
+    p.add_argument("--layer", type=int, default=int(shipped.get("layer", 4)))
+    p.add_argument("--length", default=shipped.get("length", "window"), choices=("window", "prompt"))
     p.add_argument("--new-artifact", type=Path, default=None,
                    help="also score this artifact dir through the serving code (in-sample for trained families)")
+    p.add_argument("--sweep", default=None, metavar="CONFIGS",
+                   help="comma-separated window/layer pairs (head32/4,w64/2): only the new head's LOFO for each")
     a = p.parse_args(argv)
     from model.data import SharedDataMissing
     from model.families import EVAL_ONLY_FAMILIES, TRAIN_FAMILIES, all_prompts
-    from model.heads import WINDOWS, embed_all, window_loglen
+    from model.heads import embed_windows
     from pickspin.config import KeywordRules
 
     try:
@@ -308,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SharedDataMissing, FileNotFoundError) as e:
         print(f"needs ../shared: {e}", file=sys.stderr)
         return 2
+    if a.sweep:
+        return sweep([(c.split("/")[0], int(c.split("/")[1]), [*c.split("/"), "window"][2])
+                      for c in a.sweep.split(",")])
     texts = [q.text for q in prompts]
     fam = np.array([q.family for q in prompts])
     y = np.array([q.hard for q in prompts])
@@ -317,10 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     families = [*TRAIN_FAMILIES, *EVAL_ONLY_FAMILIES]
 
     old = artifact_probs(WORK / "old-artifact", texts, "old")
-    emb = embed_all(prompts)
-    new = lofo_new(emb[f"{a.window}/l{a.layer}"], window_loglen(texts, WINDOWS[a.window]), fam, ylab,
-                   TRAIN_FAMILIES)
-    np.save(WORK / f"probs-new-lofo-{a.window}-l{a.layer}.npy", new)
+    emb = embed_windows(prompts, [a.window])[a.window]
+    new = lofo_new_cached(emb[f"l{a.layer}"], texts, a.window, a.layer, fam, ylab, TRAIN_FAMILIES, a.length)
     old_rules = KeywordRules(low=OLD_RULES["low"], high=OLD_RULES["high"], hit_confidence=0.85)
     new_rules = KeywordRules()
     scores: dict[str, np.ndarray] = {"old artifact": not_low(old)}
@@ -333,12 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores["new keyword (shipped rules)"] = not_low(keyword_estimates(texts, new_rules)[0])
     if a.new_artifact:
         scores["new artifact (int8, in-sample)"] = not_low(artifact_probs(a.new_artifact, texts, "new"))
-    # MMLU-Pro families are scored on the previous artifact's held-out test split only (it was trained on
-    # the rest), so that every router is compared on prompts none of them trained on.
-    from model.data import load_questions, split
-
-    test_ids = {f"mmlu_pro/{q.qid}" for q in split(load_questions())["test"]}
-    keep = np.array([not q.family.startswith("mmlu_pro") or q.key in test_ids for q in prompts])
+    keep = test_split_mask(prompts)
     res = evaluate(families, fam[keep], y[keep], weak[keep], strong[keep], {k: v[keep] for k, v in scores.items()})
     routers = list(scores)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -192,24 +192,26 @@ class Model(_Strict):
 class KeywordRules(_Strict):
     """Keyword classifier rules: phrases matched on word boundaries, case-insensitive.
 
-    Defaults checked against data (model/keyword_rules.py, evidence in model/REPORT.md): the earlier
-    hand-written rules minus those that some task family contradicts ("list", "sum", "what is",
-    "define", "name", "who is", ... fire on prompts that are harder than their family's average, e.g.
-    MATH level 5 and code). No new phrase held across two datasets. On task families they were not
-    built on, even the best phrases did not improve on the scorer, so a hit is reported with
-    hit_confidence 0.6: below hybrid's deciding threshold (0.8), i.e. hybrid uses the scorer.
+    Defaults built from data by ``python -m model.keyword_rules`` (evidence in model/REPORT.md and
+    bench/results/keyword_rules.json): a phrase stays only if its prompts are easier (low) or harder
+    (high) than their family's average on every task family where it fires, with support in two
+    different datasets ("find", "let", "suppose", "compute", "triangle": harder on MMLU-Pro and on
+    MATH / GSM8K / CRUXEval), or if it is an earlier intent cue that no family has evidence on
+    ("summarise", "refactor", "tl;dr": requests these benchmarks do not contain). Dropped: phrases some
+    family contradicts ("list", "sum", "what is", "define", ...) and phrases only one dataset supports
+    ("prove", "proof", "definition", "design": consistent on MMLU-Pro, not on MMLU or MATH). A prompt no
+    rule fires on gets the neutral default. On task families they were not built on the rules barely
+    beat chance (leave-one-family-out AUROC 0.50-0.52), so a hit is reported with hit_confidence 0.6:
+    below hybrid's deciding threshold (0.8), i.e. hybrid uses the scorer.
     """
 
     low: list[str] = Field(
-        default_factory=lambda: [
-            "summarise", "summarize", "definition", "spell", "classify", "extract", "rewrite", "tl;dr",
-        ]
+        default_factory=lambda: ["summarise", "summarize", "spell", "classify", "extract", "rewrite", "tl;dr"]
     )
     high: list[str] = Field(
         default_factory=lambda: [
-            "prove", "proof", "derive", "derivation", "theorem", "lemma", "optimi[sz]e", "step by step",
-            "design", "architect", "analy[sz]e", "complexity of", "implement", "refactor", "debug",
-            "rigorous",
+            "derivation", "lemma", "optimi[sz]e", "step by step", "architect", "analy[sz]e", "complexity of",
+            "implement", "refactor", "debug", "rigorous", "triangle", "compute", "suppose", "let", "find",
         ]
     )
     # Confidence reported for a single-class hit, and for no hit (the default class).

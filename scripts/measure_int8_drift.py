@@ -38,6 +38,8 @@ prompts = json.load(sys.stdin)
 meta = json.load(open(model_dir + "/labels.json"))
 tok = Tokenizer.from_file(model_dir + "/tokenizer.json")
 tok.enable_truncation(max_length=int(meta.get("max_length", 128)))
+whole = Tokenizer.from_file(model_dir + "/tokenizer.json")  # the prompt's full token count (length feature)
+whole.no_truncation()
 so = ort.SessionOptions()
 so.intra_op_num_threads = threads
 so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if opt == "all"
@@ -50,6 +52,8 @@ for t in prompts:
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     if "token_type_ids" in names:
         feed["token_type_ids"] = np.zeros_like(ids)
+    if "prompt_tokens" in names:
+        feed["prompt_tokens"] = np.array([len(whole.encode(t).ids)], dtype=np.float32)
     z = sess.run(None, feed)[0][0].astype(np.float64)
     p = np.exp(z - z.max()); p /= p.sum()
     out.append(p.tolist())

@@ -47,7 +47,7 @@ def test_up_starts_the_stack_and_stops_it(tmp_path: Path) -> None:
         r1 = httpx.post(url + "/v1/chat/completions", timeout=30,
                         json={"messages": [{"role": "user", "content": "summarise three colours"}], "max_tokens": 3})
         r2 = httpx.post(url + "/v1/chat/completions", timeout=30, headers={"X-PickSpin-Profile": "quality"},
-                        json={"messages": [{"role": "user", "content": "prove it"}], "max_tokens": 3})
+                        json={"messages": [{"role": "user", "content": "a rigorous proof, please"}], "max_tokens": 3})
         assert r1.status_code == 200 and r2.status_code == 200
         assert r1.headers["X-PickSpin-Model"] == "small-model"
         assert r2.headers["X-PickSpin-Model"] == "large-model"

@@ -90,9 +90,16 @@ def window_ids(ids: Sequence[int], max_length: int, head: int | None, cls_id: in
 
 def encode_texts(tok: Any, texts: Sequence[str], max_length: int, head: int | None) -> list[tuple[list[int], bool]]:
     """Tokenise ``texts`` with a ``tokenizers.Tokenizer`` (no truncation set) and cut each to its window."""
+    return [(ids, cut) for ids, cut, _ in encode_texts_full(tok, texts, max_length, head)]
+
+
+def encode_texts_full(tok: Any, texts: Sequence[str], max_length: int, head: int | None,
+                      ) -> list[tuple[list[int], bool, int]]:
+    """``encode_texts`` plus each prompt's whole token count (incl. [CLS]/[SEP]): an artifact with a
+    ``prompt_tokens`` input uses it as its length feature, so a short window keeps the length signal."""
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     encs = tok.encode_batch(list(texts), add_special_tokens=False)
-    return [window_ids(e.ids, max_length, head, cls_id, sep_id) for e in encs]
+    return [(*window_ids(e.ids, max_length, head, cls_id, sep_id), len(e.ids) + 2) for e in encs]
 
 
 def default_threads() -> int:
@@ -158,6 +165,10 @@ class ComplexityModel:
         """The token ids the model sees for each text (see ``window_ids``) and whether it was cut."""
         return encode_texts(self._tok, texts, self.max_length, self.head_tokens)
 
+    def encode_full(self, texts: Sequence[str]) -> list[tuple[list[int], bool, int]]:
+        """``encode`` plus the whole prompt's token count (incl. [CLS]/[SEP])."""
+        return encode_texts_full(self._tok, texts, self.max_length, self.head_tokens)
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Classify ``texts``; results in input order.
 
@@ -167,7 +178,7 @@ class ComplexityModel:
         """
         if not texts:
             return []
-        encs = self.encode(texts)
+        encs = self.encode_full(texts)
         order = sorted(range(len(encs)), key=lambda i: len(encs[i][0]))
         out: list[Prediction | None] = [None] * len(encs)
         for chunk in _chunks([len(encs[i][0]) for i in order]):
@@ -182,6 +193,8 @@ class ComplexityModel:
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._input_names:
                 feed["token_type_ids"] = np.zeros_like(ids)
+            if "prompt_tokens" in self._input_names:  # the length feature counts the whole prompt
+                feed["prompt_tokens"] = np.array([float(encs[i][2]) for i in idx], dtype=np.float32)
             logits = self._sess.run(None, feed)[0].astype(np.float64)
             z = logits - logits.max(axis=1, keepdims=True)
             p = np.exp(z)

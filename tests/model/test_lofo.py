@@ -71,4 +71,30 @@ def test_mined_rules_need_the_same_direction_on_every_family() -> None:
     assert "explain" in r["low"]
     assert "compute" in r["high"]
     assert "quickly" not in r["low"] + r["high"]  # anti-correlated on family c: dropped
+    assert r["dropped"]["quickly"]["status"] == "contradicted"
     assert r["evidence"]["explain"]["families"]["a"]["n"] == 30
+
+
+def test_rules_need_evidence_from_two_datasets_or_none_at_all() -> None:
+    """A phrase that agrees on every family of ONE dataset is dropped ("define": easier on all three
+    MMLU-Pro families, harder on MATH); an old default no family has evidence on stays as an intent cue
+    (it abstains on these prompts); one that holds on two datasets is kept in its measured direction."""
+    from model.keyword_rules import status
+
+    def ev(**fam_n_lift: tuple[int, float]) -> dict[str, dict[str, float]]:
+        return {f.replace("_", ":"): {"n": n, "lift": lift} for f, (n, lift) in fam_n_lift.items()}
+
+    one = ev(pro_stem=(40, -0.2), pro_life=(30, -0.3), pro_hum=(25, -0.2))
+    assert status(one) == ("one dataset", "low")
+    assert status(ev(pro_stem=(40, 0.2), gsm8k=(30, 0.1))) == ("checked", "high")
+    assert status(ev(pro_stem=(40, 0.2), gsm8k=(30, 0.01))) == ("one dataset", "high")  # too weak on gsm8k
+    assert status(ev(pro_stem=(40, 0.2), gsm8k=(30, 0.1), math=(6, -0.1))) == ("contradicted", None)
+    assert status(ev(pro_stem=(4, -0.5), math=(2, 0.5))) == ("untested", None)
+
+    texts = ["define x"] * 60 + ["tl;dr please"] * 2 + ["hello"] * 60
+    fams = ["pro:a"] * 30 + ["pro:b"] * 30 + ["pro:a", "pro:b"] + ["pro:a"] * 30 + ["pro:b"] * 30
+    hard = [0] * 60 + [1, 1] + [1] * 60  # "define" is easier on both MMLU-Pro families
+    r = mine(texts, fams, hard, old={"low": ["define", "tl;dr"], "high": []})
+    assert r["low"] == ["tl;dr"]
+    assert r["dropped"]["define"]["status"] == "one dataset"
+    assert r["evidence"]["tl;dr"]["status"] == "untested"

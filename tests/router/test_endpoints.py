@@ -178,7 +178,7 @@ def test_sdk_against_the_simulated_backend(sim_router: str) -> None:
 
 
 def test_route_dry_run_takes_a_responses_body(router: str) -> None:
-    r = httpx.post(router + "/v1/route", json={"input": "prove that 2 is prime"})
+    r = httpx.post(router + "/v1/route", json={"input": "give a rigorous proof that 2 is prime"})
     assert r.status_code == 200
     assert [c["model"] for c in r.json()["candidates"]] == ["resp-model"]  # only it serves /v1/responses
     assert r.json()["complexity"]["class"] == "high"

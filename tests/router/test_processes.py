@@ -68,11 +68,11 @@ def test_bad_config_fails_fast_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_route_cli_prints_decision_and_table() -> None:
-    r = subprocess.run(pickspin_cmd("route", "prove that sqrt(2) is irrational", "--profile", "quality"),
+    r = subprocess.run(pickspin_cmd("route", "give a rigorous proof that sqrt(2) is irrational", "--profile", "quality"),
                        env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    # config/local.yaml routes hybrid: the default "prove" rule is noted, the scorer decides
-    assert "complexity: " in r.stdout and "rule high:prove" in r.stdout
+    # config/local.yaml routes hybrid: the default "rigorous" rule is noted, the scorer decides
+    assert "complexity: " in r.stdout and "rule high:rigorous" in r.stdout
     assert "decision:   " in r.stdout
     assert r.stdout.count("\n") >= 8
 

@@ -52,7 +52,7 @@ def router(trio: dict[str, ServerThread]) -> Iterator[ServerThread]:
 
 def test_routes_by_complexity_end_to_end(router: ServerThread) -> None:
     r1 = httpx.post(router.url + "/v1/chat/completions", json=chat("summarise three colours"))
-    r2 = httpx.post(router.url + "/v1/chat/completions", json=chat("prove that sqrt(2) is irrational"))
+    r2 = httpx.post(router.url + "/v1/chat/completions", json=chat("give a rigorous proof that sqrt(2) is irrational"))
     assert r1.status_code == 200 and r2.status_code == 200
     assert r1.headers["X-PickSpin-Model"] == "small-model"
     assert r1.headers["X-PickSpin-Complexity"] == "low"
@@ -65,8 +65,8 @@ def test_routes_by_complexity_end_to_end(router: ServerThread) -> None:
 
 
 def test_profile_header_and_body_field(router: ServerThread) -> None:
-    q = httpx.post(router.url + "/v1/chat/completions", json=chat("prove it"), headers={"X-PickSpin-Profile": "quality"})
-    c = httpx.post(router.url + "/v1/chat/completions", json=chat("prove it", profile="cost"))
+    q = httpx.post(router.url + "/v1/chat/completions", json=chat("a rigorous proof, please"), headers={"X-PickSpin-Profile": "quality"})
+    c = httpx.post(router.url + "/v1/chat/completions", json=chat("a rigorous proof, please", profile="cost"))
     assert q.headers["X-PickSpin-Model"] == "large-model" and q.headers["X-PickSpin-Profile"] == "quality"
     assert c.headers["X-PickSpin-Model"] == "small-model" and c.headers["X-PickSpin-Profile"] == "cost"
     assert_error_shape(httpx.post(router.url + "/v1/chat/completions", json=chat("x", profile="nope")), 400,
@@ -98,12 +98,12 @@ def test_route_dry_run_does_not_call_a_backend(router: ServerThread, trio: dict[
     before = httpx.get(trio["large"].url + "/metrics").text.count("vllm:e2e_request_latency_seconds_count")
     eng = trio["large"].app.extensions["pickspin_sim"]
     hist_before = eng.h_e2e.labels("large-served")._sum.get()
-    r = httpx.post(router.url + "/v1/route", json={"messages": [{"role": "user", "content": "prove P != NP"}],
+    r = httpx.post(router.url + "/v1/route", json={"messages": [{"role": "user", "content": "give a rigorous proof that P != NP"}],
                                                   "profile": "quality"})
     assert r.status_code == 200
     body = r.json()
     assert body["decision"]["model"] == "large-model"
-    assert body["complexity"]["class"] == "high" and body["complexity"]["rule"] == "high:prove"
+    assert body["complexity"]["class"] == "high" and body["complexity"]["rule"] == "high:rigorous"
     assert len(body["candidates"]) == 3 and {c["model"] for c in body["candidates"]} == {
         "small-model", "medium-model", "large-model"}
     assert body["profile"]["weights"]["R"] == pytest.approx(1 / 1.2, abs=1e-3)

@@ -166,3 +166,24 @@ def test_few_shot_prompts_with_a_shared_prefix_differ(model: ComplexityModel) ->
     # and the window is the same one the model was trained on: the tail tokens are in it
     ids, _ = model.encode([FEW_SHOT + qs[1]])[0]
     assert model._tok.decode(ids[-12:]).lower().endswith("romeo and juliet? a :")
+
+
+def test_length_feature_counts_the_whole_prompt(model: ComplexityModel) -> None:
+    """With a short window, stage 2 takes the whole prompt's token count (the ``prompt_tokens`` input):
+    two prompts whose windows are identical but whose middles differ in length get different P(not low),
+    longer = harder, as the artifact's stage-2 weight says."""
+    if "prompt_tokens" not in model._input_names:
+        pytest.skip("artifact uses the window's length")
+    head = "Answer the question at the end. " * 10
+    tail = " The question: which of these numbers is prime, 21, 27 or 29?" * 4
+    short, long = head + "filler text. " * 20 + tail, head + "filler text. " * 200 + tail
+    (ids_s, cut_s, n_s), (ids_l, cut_l, n_l) = model.encode_full([short, long])
+    assert cut_s and cut_l and ids_s == ids_l and n_l > n_s  # same window, different whole lengths
+    ps, pl = model.predict([short])[0], model.predict([long])[0]
+    b = float(model.meta["stage2"]["b_loglen"])
+    assert b > 0
+    assert (1 - pl.probs["low"]) - (1 - ps.probs["low"]) > 0.05
+    # batching does not mix the lengths up: each row gets its own count
+    both = model.predict([long, short])
+    assert abs(both[0].probs["low"] - pl.probs["low"]) < BATCH_TOLERANCE
+    assert abs(both[1].probs["low"] - ps.probs["low"]) < BATCH_TOLERANCE

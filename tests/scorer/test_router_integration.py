@@ -23,8 +23,8 @@ from tests.helpers import ServerThread, free_port, sim_server, trio_matrix
 from .conftest import ScorerProcess
 from .test_engine import BATCH_TOLERANCE
 
-NO_KEYWORD = "A 2.0 kg block slides down a frictionless incline of 30 degrees; find its acceleration."
-KEYWORD_HIGH = "Prove that the square root of 2 is irrational."
+NO_KEYWORD = "A 2.0 kg block slides down a frictionless incline of 30 degrees; what is its acceleration?"
+KEYWORD_HIGH = "Give a rigorous proof that the square root of 2 is irrational."
 CONFLICT = "Summarise the steps and prove the lemma."
 FAST = {"ttft_s": 0.0, "tpot_s": 0.0}
 
@@ -85,7 +85,7 @@ def test_hybrid_default_hit_goes_to_the_scorer(local_scorer: LocalScorer) -> Non
     h = HybridClassifier(kw, sem)
     alone = sem.classify(KEYWORD_HIGH)
     e = h.classify(KEYWORD_HIGH)
-    assert e.source == "semantic" and e.detail["hybrid"] == "scorer:weak-hit" and e.rule == "high:prove"
+    assert e.source == "semantic" and e.detail["hybrid"] == "scorer:weak-hit" and e.rule == "high:rigorous"
     assert e.probs == alone.probs and e.label == alone.label
 
 

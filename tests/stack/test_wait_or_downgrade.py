@@ -18,7 +18,7 @@ from stack.activator import LocalActivator
 from tests.helpers import ServerThread, free_port, sim_server, wait_until
 
 STUB = Path(__file__).parents[1] / "scaler" / "stub_backend.py"
-PROVE = {"messages": [{"role": "user", "content": "prove that sqrt(2) is irrational"}], "max_tokens": 3}
+PROVE = {"messages": [{"role": "user", "content": "give a rigorous proof that sqrt(2) is irrational"}], "max_tokens": 3}
 
 
 def matrix(small_url: str, large_port: int) -> ServiceMatrix:
